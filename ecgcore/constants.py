@@ -1,0 +1,65 @@
+"""The single source of truth for ECG Lab's domain constants.
+
+Lead order, class indices, label names and the prototype's paper geometry live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+# Lead order of PTB-XL (and of every 12-lead array in this project).
+LEAD_NAMES: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+LEAD_INDEX: dict[str, int] = {name: i for i, name in enumerate(LEAD_NAMES)}
+# PTB-XL's .hea files spell the augmented leads in capitals.
+LEAD_ALIASES: dict[str, str] = {"AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}
+
+# Segmentation classes (mask pixel values). Precedence when layers overlap: CURVE > GRID_Y > GRID_X > BACKGROUND.
+BACKGROUND = 0
+GRID_X = 1  # major grid line at x = const ("vertical line")
+GRID_Y = 2  # major grid line at y = const ("horizontal line")
+CURVE = 3  # ECG curve, calibration pulses included
+CLASS_NAMES: tuple[str, ...] = ("background", "grid_x", "grid_y", "curve")
+N_CLASSES = len(CLASS_NAMES)
+# Display colours (RGB) for mask overlays.
+CLASS_COLORS: tuple[tuple[int, int, int], ...] = ((0, 0, 0), (0, 170, 255), (255, 170, 0), (230, 0, 60))
+
+# Diagnostic classes (the seed's 3-class rule, SEED_NOTES section 3).
+LABELS: tuple[str, ...] = ("normal", "non_mi_abnormality", "mi")
+LABEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(LABELS)}
+MI_CODES: frozenset[str] = frozenset({"IMI", "ASMI", "ILMI", "AMI", "LMI", "IPLMI", "IPMI", "PMI"})
+NORMAL_MIN_LIKELIHOOD = 80.0
+SYNTHETIC_LABEL = "synthetic"  # label of samples from the built-in signal source: never a diagnosis
+
+# PTB-XL's recommended split (strat_fold 1..10).
+TRAIN_FOLDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+VALIDATION_FOLDS: tuple[int, ...] = (9,)
+TEST_FOLDS: tuple[int, ...] = (10,)
+
+# Paper geometry of the prototype (SEED_NOTES section 1), in millimetres unless named otherwise.
+SMALL_CELL_MM = 1.0
+MAJOR_EVERY = 5  # a thick line every 5 small cells
+DEFAULT_PX_PER_MM = 10.0
+DEFAULT_PAPER_SPEED = 25.0  # mm/s
+DEFAULT_GAIN = 10.0  # mm/mV
+PAPER_SPEEDS: tuple[float, ...] = (25.0, 50.0)
+GAINS: tuple[float, ...] = (5.0, 10.0, 20.0)
+MAJOR_LINE_MM = 0.2  # 2 px at 10 px/mm
+MINOR_LINE_MM = 0.1  # 1 px at 10 px/mm
+CURVE_LINE_MM = 0.3  # 3 px at 10 px/mm
+CALIBRATION_MV = 1.0
+# Calibration pulse: 2 small cells flat, 5 at +1 mV, 2 flat (at 25 mm/s); scaled with the paper speed.
+CALIBRATION_SEGMENTS_MM: tuple[float, float, float] = (2.0, 5.0, 2.0)
+LABEL_FONT_PX_AT_10 = 22  # lead label height at 10 px/mm
+
+# Grid colour schemes (RGB): (major line, minor line).
+GRID_COLORS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "red": ((0xEC, 0x23, 0x20), (0xED, 0x88, 0x88)),
+    "pink": ((0xF0, 0x6E, 0x9A), (0xF7, 0xB8, 0xCC)),
+    "blue": ((0x3A, 0x6E, 0xC8), (0xA8, 0xC4, 0xEC)),
+    "green": ((0x2E, 0x9A, 0x4E), (0xA6, 0xD8, 0xB2)),
+    "grey": ((0x70, 0x70, 0x70), (0xC0, 0xC0, 0xC0)),
+}
+PAPER_RGB = (255, 255, 255)
+INK_RGB = (0, 0, 0)
+
+# Sample JSON schema tag of the PTB-V format (PRODUCT.md).
+SAMPLE_SCHEMA = "ptb-v/1"
+GENERATOR_VERSION = "1.0.0"

@@ -1,0 +1,250 @@
+"""The PTB-V dataset folder: sample files, dataset.json, and the curation log beside them.
+
+A sample exists when its ``ID.json`` exists: the photo and mask are written first (each atomically, through a
+temporary file and a rename), the JSON last, so a killed writer never leaves a sample that counts as done.
+Curation decisions are appended to ``curation.jsonl`` under a file lock; nothing is ever deleted, and the state of
+a sample is its latest decision.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .constants import GENERATOR_VERSION, SAMPLE_SCHEMA
+from .imageio import atomic_write_bytes, encode_png
+from .photo import Photo
+from .render import LeadBox
+from .signals import EcgRecord
+
+DATASET_FILE = "dataset.json"
+CURATION_FILE = "curation.jsonl"
+DECISIONS = ("discard", "restore")
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing, unwritable or inconsistent; one sentence."""
+
+
+def sample_id(index: int) -> str:
+    return f"{index:06d}"
+
+
+def sample_seed(dataset_seed: int, index: int) -> int:
+    """The seed of sample ``index``: independent of workers and order, so any subset can be (re)made alone."""
+    return int(np.random.SeedSequence([int(dataset_seed), int(index)]).generate_state(1)[0])
+
+
+def sample_json(sid: str, photo: Photo, record: EcgRecord, layout: str, seed: int) -> dict[str, Any]:
+    height, width = photo.image.shape[:2]
+    return {
+        "schema": SAMPLE_SCHEMA,
+        "id": sid,
+        "image": f"{sid}.jpg",
+        "mask": f"{sid}_mask.png",
+        "width": int(width),
+        "height": int(height),
+        "angle_deg": round(photo.angle_deg, 4),
+        "layout": layout,
+        "source": record.source,
+        "label": record.label,
+        "px_per_mm": round(photo.px_per_mm, 4),
+        "px_per_mm_xy": [round(v, 4) for v in photo.px_per_mm_xy],
+        "paper": {
+            "paper_speed": photo.paper.options.paper_speed,
+            "gain": photo.paper.options.gain,
+            "grid_color": photo.paper.options.grid_color,
+        },
+        "leads": [box.to_json() for box in photo.leads],
+        "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in photo.params.items()},
+        "seed": int(seed),
+    }
+
+
+def write_sample(folder: Path, sid: str, photo: Photo, record: EcgRecord, layout: str, seed: int) -> dict[str, Any]:
+    """Write ID.jpg, ID_mask.png, then ID.json; each atomically. Returns the sample JSON."""
+    meta = sample_json(sid, photo, record, layout, seed)
+    atomic_write_bytes(folder / meta["image"], photo.jpeg)
+    atomic_write_bytes(folder / meta["mask"], encode_png(photo.mask))
+    atomic_write_bytes(folder / f"{sid}.json", (json.dumps(meta, indent=1) + "\n").encode())
+    return meta
+
+
+def is_done(folder: Path, sid: str) -> bool:
+    """A sample counts as done when its JSON parses and the files it names exist."""
+    path = folder / f"{sid}.json"
+    if not path.is_file():
+        return False
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return False
+    return (folder / meta.get("image", "")).is_file() and (folder / meta.get("mask", "")).is_file()
+
+
+@dataclass
+class Sample:
+    """One sample of a dataset, loaded lazily."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.meta["id"]
+
+    @property
+    def image_path(self) -> Path:
+        return self.folder / self.meta["image"]
+
+    @property
+    def mask_path(self) -> Path:
+        return self.folder / self.meta["mask"]
+
+    @property
+    def label(self) -> str:
+        return self.meta["label"]
+
+    @property
+    def leads(self) -> list[LeadBox]:
+        return [LeadBox.from_json(lead) for lead in self.meta["leads"]]
+
+    def image(self) -> np.ndarray:
+        import cv2
+
+        bgr = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DatasetError(f"sample {self.id}: {self.image_path.name} cannot be read.")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def mask(self) -> np.ndarray:
+        from .imageio import decode_png_mask
+
+        return decode_png_mask(self.mask_path)
+
+
+def open_dataset(folder: str | Path) -> dict[str, Any]:
+    """Read dataset.json; a sentence when the folder is not a PTB-V dataset."""
+    folder = Path(folder)
+    path = folder / DATASET_FILE
+    if not folder.is_dir():
+        raise DatasetError(f"dataset folder {folder} does not exist.")
+    if not path.is_file():
+        raise DatasetError(f"{folder} has no {DATASET_FILE}, so it is not a PTB-V dataset.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}).") from None
+
+
+def iter_samples(folder: str | Path, include_discarded: bool = True) -> Iterator[Sample]:
+    """Samples in id order (only complete ones); optionally without the curated-out ones."""
+    folder = Path(folder)
+    skip = set() if include_discarded else discarded_ids(folder)
+    for path in sorted(folder.glob("[0-9]*.json")):
+        sid = path.stem
+        if sid in skip or not is_done(folder, sid):
+            continue
+        yield Sample(folder, json.loads(path.read_text()))
+
+
+def count_labels(samples: list[Sample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.label] = counts.get(s.label, 0) + 1
+    return counts
+
+
+def write_dataset_json(folder: Path, info: dict[str, Any]) -> None:
+    atomic_write_bytes(folder / DATASET_FILE, (json.dumps(info, indent=1) + "\n").encode())
+
+
+def new_dataset_info(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema": SAMPLE_SCHEMA,
+        "generator_version": GENERATOR_VERSION,
+        **config,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --- curation ------------------------------------------------------------------------------------------
+
+
+def _lock(f) -> None:
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+
+def record_decisions(folder: str | Path, ids: list[str], decision: str, reason: str = "", by: str = "") -> list[dict]:
+    """Append one decision per id (``discard`` or ``restore``) to the curation log, under an exclusive lock.
+
+    Appends never rewrite earlier lines, so two sessions curating at once lose nothing.
+    """
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}.")
+    folder = Path(folder)
+    if not (folder / DATASET_FILE).is_file():
+        raise DatasetError(f"{folder} is not a PTB-V dataset (no {DATASET_FILE}).")
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    batch = uuid.uuid4().hex[:12]
+    entries = [
+        {"id": str(i), "decision": decision, "reason": reason, "by": by, "time": now, "batch": batch} for i in ids
+    ]
+    if not entries:
+        return []
+    payload = "".join(json.dumps(e) + "\n" for e in entries).encode()
+    with open(folder / CURATION_FILE, "ab") as f:
+        _lock(f)
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    return entries
+
+
+def read_decisions(folder: str | Path) -> list[dict]:
+    """The whole curation history, oldest first (a torn last line from a crash is ignored)."""
+    path = Path(folder) / CURATION_FILE
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, "rb") as f:
+        _lock(f)
+        data = f.read()
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and entry.get("decision") in DECISIONS and "id" in entry:
+            out.append(entry)
+    return out
+
+
+def discarded_ids(folder: str | Path) -> set[str]:
+    """Ids whose latest decision is ``discard``: every builder and trainer skips these."""
+    state: dict[str, str] = {}
+    for entry in read_decisions(folder):
+        state[entry["id"]] = entry["decision"]
+    return {i for i, d in state.items() if d == "discard"}
+
+
+def undo_last(folder: str | Path, by: str = "") -> list[dict]:
+    """Undo the most recent batch of decisions (one call of record_decisions) by appending its inverse.
+
+    ``by`` limits the undo to the latest batch of that curator, so two sessions undo only their own work.
+    """
+    history = [e for e in read_decisions(folder) if not by or e.get("by") == by]
+    if not history:
+        return []
+    last = history[-1].get("batch", history[-1]["time"])
+    batch = [e for e in history if e.get("batch", e["time"]) == last]
+    inverse = "restore" if batch[-1]["decision"] == "discard" else "discard"
+    return record_decisions(folder, [e["id"] for e in batch], inverse, reason=f"undo of batch {last}", by=by)

@@ -1,0 +1,299 @@
+"""PTB-V photo synthesis: a rendered paper turned into a simulated phone photo, with exact ground truth.
+
+Every geometric step (scale, skew, rotation, perspective, translation, curl) is composed into one mapping from
+paper pixels to photo pixels, and the photo, the class mask (nearest-neighbour) and the lead quads all go through
+that same mapping, so they can never drift apart. The paper is rendered directly at the resolution it will have in
+the photo, which keeps lines crisp and the synthesis fast.
+
+Stage order (the prototype's, SEED_NOTES section 2): paper fitted to the photo; shadow on the paper; paper scaled,
+skewed and rotated about its centre; pasted on the background at centre + translation; whole photo blurred;
+contrast; white noise. Added stages (off by default): perspective, curl, crease, lighting gradient, colour
+temperature, motion blur, JPEG quality.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .backgrounds import make_background
+from .imageio import encode_jpeg
+from .layouts import make_layout
+from .params import Preset
+from .render import LeadBox, PaperOptions, RenderedPaper, render
+from .signals import EcgRecord
+
+DEFAULT_PHOTO_SIZE = (1600, 1200)  # (width, height)
+FIT_MARGIN = 0.96  # at scaling factor 1.0 the paper fills 96% of the limiting photo dimension
+
+
+@dataclass
+class Photo:
+    """A synthesized photo and its ground truth."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, exactly what ``jpeg`` decodes to
+    jpeg: bytes
+    mask: np.ndarray  # (H, W) uint8 class index
+    leads: list[LeadBox]  # quads in photo pixels
+    px_per_mm: float
+    px_per_mm_xy: tuple[float, float]
+    angle_deg: float
+    params: dict[str, Any]  # every sampled value
+    paper: RenderedPaper
+    homography: np.ndarray  # 3x3, paper pixels -> photo pixels (before curl)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def synthesize_photo(
+    record: EcgRecord,
+    seed: int,
+    preset: Preset | None = None,
+    layout: str = "seed-3x4",
+    paper_options: PaperOptions | None = None,
+    size: tuple[int, int] = DEFAULT_PHOTO_SIZE,
+    background_files: list[Path] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Photo:
+    """Render ``record`` and photograph it. ``seed`` fixes every random choice; ``values`` overrides drawn values.
+
+    ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it.
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + (now - clock) * 1000.0
+        clock = now
+
+    preset = preset or Preset()
+    params = preset.sample(seed)
+    if values:
+        params.update(values)
+    width, height = size
+    paper_options = paper_options or PaperOptions()
+    lay = make_layout(layout, paper_options.paper_speed)
+
+    # 1. Fit the paper to the photo and render it at that resolution.
+    fit = params["original_image_scaling_factor"] * FIT_MARGIN
+    ppm = max(1.0, fit * min(width / lay.width_mm, height / lay.height_mm))
+    paper = render(record, lay, replace(paper_options, px_per_mm=ppm))
+    lap("render")
+
+    # 2. Shadow (or flash) and crease on the paper.
+    sheet = _shade_paper(paper.image, params, ppm)
+    lap("shadow")
+
+    # 3. One mapping paper -> photo for image, mask and quads.
+    ph, pw = paper.mask.shape
+    homography = _paper_to_photo(pw, ph, width, height, params)
+    curl_px = params["paper_curl"] * ph
+    rgba = np.dstack([sheet, np.full((ph, pw), 255, np.uint8)])
+    warped, mask = _warp(rgba, paper.mask, homography, curl_px, (width, height))
+    quads = [_map_points(box.quad, homography, curl_px, pw) for box in paper.leads]
+    leads = [LeadBox(box.name, q, box.t0, box.t1) for box, q in zip(paper.leads, quads)]
+    lap("geometry")
+
+    # 4. Onto the background.
+    background = make_background(params["background"], (width, height), seed, background_files)
+    alpha = warped[..., 3].astype(np.float32) * (1.0 / 255.0)
+    photo = cv2.blendLinear(np.ascontiguousarray(warped[..., :3]), background, alpha, 1.0 - alpha)
+    photo = photo.astype(np.float32)
+    lap("background")
+
+    # 5. Light, optics, noise, compression.
+    photo = _lighting(photo, params)
+    lap("lighting")
+    photo = _optics(photo, params)
+    lap("optics")
+    _white_noise(photo, params["white_noise_p"], params["white_noise_sd"], seed)
+    image = np.clip(photo + 0.5, 0, 255).astype(np.uint8)
+    lap("noise")
+    jpeg = encode_jpeg(image, int(params["jpeg_quality"]))
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    lap("jpeg")
+
+    sx = ppm * params["ecg_paper_scale"]
+    sy = sx * params["ecg_paper_y_skew"]
+    return Photo(
+        image=image,
+        jpeg=jpeg,
+        mask=mask,
+        leads=leads,
+        px_per_mm=float((sx + sy) / 2),
+        px_per_mm_xy=(float(sx), float(sy)),
+        angle_deg=float(params["rotation_angle"]),
+        params=params,
+        paper=paper,
+        homography=homography,
+        timings_ms=timings,
+    )
+
+
+def _shade_paper(image: np.ndarray, params: dict[str, Any], ppm: float) -> np.ndarray:
+    """The prototype's blurred elliptical shadow, plus an optional crease, computed at 1/8 scale (they are smooth)."""
+    h, w = image.shape[:2]
+    alpha, strength = params["shadow_alpha"], params["crease_strength"]
+    if alpha <= 0 and strength <= 0:
+        return image
+    down = 8
+    sh, sw = max(2, h // down), max(2, w // down)
+    shade = np.zeros((sh, sw), np.float32)  # 0 = untouched; darkening/brightening amount via colour below
+    if alpha > 0:
+        start, end = params["shadow_relative_start_point"], params["shadow_relative_end_point"]
+        (x0, y0), (x1, y1) = (start * sw, start * sh), (end * sw, end * sh)
+        centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        axes = (abs(x1 - x0) / 2, abs(y1 - y0) / 2)
+        ellipse = np.zeros((sh, sw), np.float32)
+        cv2.ellipse(ellipse, (centre, (2 * axes[0], 2 * axes[1]), 0.0), 1.0, -1, cv2.LINE_AA)
+        sigma = params["shadow_blur_factor"] * ppm / 10.0 / down
+        if sigma > 0.1:
+            ellipse = cv2.GaussianBlur(ellipse, (0, 0), sigma)
+        shade = ellipse * np.float32(alpha)
+    out = image.astype(np.float32)
+    if alpha > 0:
+        weight = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
+        out = out * (1.0 - weight) + np.float32(params["shadow_color"] * 255.0) * weight
+    if strength > 0:
+        out *= _crease_gain(sw, sh, w, h, params)[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _crease_gain(sw: int, sh: int, w: int, h: int, params: dict[str, Any]) -> np.ndarray:
+    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    theta = np.deg2rad(params["crease_angle"])
+    # signed distance (in small-grid px) from a line through (position * w, h / 2) tilted by theta from vertical
+    cx, cy = params["crease_position"] * sw, sh / 2
+    dist = (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta)
+    s = params["crease_strength"]
+    side = 1.0 - 0.22 * s / (1.0 + np.exp(-dist / 1.5))  # the far side of the fold is in shade
+    ridge = 1.0 + 0.10 * s * np.exp(-0.5 * (dist / 0.8) ** 2)  # the fold itself catches the light
+    return cv2.resize((side * ridge).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _paper_to_photo(pw: int, ph: int, width: int, height: int, params: dict[str, Any]) -> np.ndarray:
+    """3x3 homography: centre the paper, scale/skew, rotate (counter-clockwise on screen), tilt, translate."""
+    cx, cy = (pw - 1) / 2, (ph - 1) / 2
+    centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], np.float64)
+    sx = params["ecg_paper_scale"]
+    sy = sx * params["ecg_paper_y_skew"]
+    scale = np.diag([sx, sy, 1.0])
+    a = np.deg2rad(params["rotation_angle"])
+    # y points down in images, so a counter-clockwise turn on screen is this matrix (cv2.getRotationMatrix2D's)
+    rotate = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float64)
+    tilt = np.array(
+        [[1, 0, 0], [0, 1, 0], [2 * params["perspective_tilt_x"] / pw, 2 * params["perspective_tilt_y"] / ph, 1]],
+        np.float64,
+    )
+    tx = (width - 1) / 2 + params["ecg_paper_relative_translation_x"] * width
+    ty = (height - 1) / 2 + params["ecg_paper_relative_translation_y"] * height
+    place = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], np.float64)
+    return place @ tilt @ rotate @ scale @ centre
+
+
+def _curl_offset(x: np.ndarray, pw: int, curl_px: float) -> np.ndarray:
+    """Vertical displacement of the paper at column x: a parabola, zero at the side edges, curl_px in the middle."""
+    u = 2.0 * x / max(pw - 1, 1) - 1.0
+    return curl_px * (1.0 - u * u)
+
+
+def _warp(rgba: np.ndarray, mask: np.ndarray, homography: np.ndarray, curl_px: float, size: tuple[int, int]):
+    width, height = size
+    if curl_px == 0:
+        flags = cv2.INTER_LINEAR
+        warped = cv2.warpPerspective(rgba, homography, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
+        warped_mask = cv2.warpPerspective(mask, homography, (width, height), flags=cv2.INTER_NEAREST)
+        return warped, warped_mask
+    # With curl the mapping is no longer projective: build the inverse map explicitly. The curl moves paper points
+    # vertically by an amount that depends only on x, so its inverse is exact: y_paper = y_curled - offset(x).
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    pts = np.stack([xx, yy], axis=-1).reshape(-1, 1, 2)
+    src = cv2.perspectiveTransform(pts, np.linalg.inv(homography)).reshape(height, width, 2)
+    map_x = src[..., 0]
+    map_y = src[..., 1] - _curl_offset(map_x, rgba.shape[1], curl_px).astype(np.float32)
+    warped = cv2.remap(rgba, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    warped_mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    return warped, warped_mask
+
+
+def _map_points(points: np.ndarray, homography: np.ndarray, curl_px: float, pw: int) -> np.ndarray:
+    pts = np.asarray(points, np.float64).copy()
+    if curl_px:
+        pts[:, 1] += _curl_offset(pts[:, 0], pw, curl_px)
+    return cv2.perspectiveTransform(pts.reshape(-1, 1, 2), homography).reshape(-1, 2)
+
+
+def _white_noise(photo: np.ndarray, p: float, sd: float, seed: int) -> None:
+    """Add N(0, sd) to each pixel channel with probability p, in place.
+
+    OpenCV's generator is used for speed (3x numpy's for normals); it is seeded per sample, so the noise is
+    deterministic given the seed.
+    """
+    if p <= 0 or sd <= 0:
+        return
+    flat = photo.reshape(photo.shape[0], -1)
+    cv2.setRNGSeed(int(seed) * 2654435761 % (2**31 - 1) + 1)
+    gate = np.empty(flat.shape, np.uint8)
+    cv2.randu(gate, 0, 256)
+    noise = np.empty(flat.shape, np.float32)
+    cv2.randn(noise, 0.0, float(sd))
+    if p < 1.0:
+        noise[gate >= min(255, int(round(p * 256)))] = 0.0
+    flat += noise
+
+
+def _lighting(photo: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    h, w = photo.shape[:2]
+    g = params["lighting_gradient"]
+    if g > 0:
+        a = np.deg2rad(params["lighting_angle"])
+        xs = (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5) * np.float32(np.cos(a))
+        ys = (np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5) * np.float32(np.sin(a))
+        gain = 1.0 - g * (0.5 + xs[None, :] + ys[:, None])  # 1 at the lit side, 1 - g at the far side
+        photo *= np.clip(gain, 0.05, 1.5)[..., None]
+    k = params["color_temperature"]
+    if k:
+        photo *= np.array([1.0 + k, 1.0, 1.0 - k], np.float32)
+    c = params["contrast"]
+    if c != 1.0:
+        mean = np.float32(photo.mean())  # PIL's ImageEnhance.Contrast blends with the mean grey level
+        photo = mean + np.float32(c) * (photo - mean)
+    return photo
+
+
+def _optics(photo: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    sigma = params["blur_factor"]
+    if sigma >= 0.05:
+        photo = cv2.GaussianBlur(photo, (0, 0), sigma)
+    length = params["motion_blur"]
+    if length >= 1.0:
+        k = int(np.ceil(length)) | 1
+        kernel = np.zeros((k, k), np.float32)
+        c = k // 2
+        a = np.deg2rad(params["motion_blur_angle"])
+        dx, dy = np.cos(a) * length / 2, -np.sin(a) * length / 2
+        cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1, cv2.LINE_AA)
+        photo = cv2.filter2D(photo, -1, kernel / kernel.sum())
+    return photo
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = None, alpha: float = 0.65) -> np.ndarray:
+    """The photo with mask classes coloured over it and the lead quads outlined (for people to look at)."""
+    from .constants import CLASS_COLORS
+
+    out = image.copy()
+    colours = np.asarray(CLASS_COLORS, np.uint8)
+    on = mask > 0
+    out[on] = (out[on] * (1 - alpha) + colours[mask[on]] * alpha).astype(np.uint8)
+    for box in leads or []:
+        q = box.quad
+        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+        cv2.polylines(out, [poly], True, (20, 160, 40), 2, cv2.LINE_AA)
+        cv2.putText(out, box.name, tuple(int(v) for v in q[0] + [4, 18]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 120, 40), 2)
+    return out

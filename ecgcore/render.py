@@ -1,0 +1,251 @@
+"""Render ECG paper from a 12-lead record, with exact ground truth drawn from the same geometry.
+
+The grid is computed analytically (anti-aliased coverage of each line, separable in x and y, so no drawing loop);
+all traces and calibration pulses are one anti-aliased ``cv2.polylines`` call per lead. The class mask uses the same
+polylines without anti-aliasing, so every curve pixel of the mask lies on ink.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from .constants import (
+    CALIBRATION_MV,
+    CALIBRATION_SEGMENTS_MM,
+    CURVE,
+    CURVE_LINE_MM,
+    DEFAULT_GAIN,
+    DEFAULT_PAPER_SPEED,
+    DEFAULT_PX_PER_MM,
+    GAINS,
+    GRID_COLORS,
+    GRID_X,
+    GRID_Y,
+    INK_RGB,
+    LABEL_FONT_PX_AT_10,
+    LEAD_NAMES,
+    MAJOR_EVERY,
+    MAJOR_LINE_MM,
+    MINOR_LINE_MM,
+    PAPER_RGB,
+    PAPER_SPEEDS,
+)
+from .layouts import LAYOUT_NAMES, Layout, LeadCell, make_layout
+from .signals import EcgRecord
+
+_SUBPIXEL_BITS = 4  # cv2 fixed-point drawing precision: 1/16 px
+_SUBPIXEL = 1 << _SUBPIXEL_BITS
+
+
+@dataclass(frozen=True)
+class PaperOptions:
+    """How the paper is printed. Widths are in mm so that the look does not depend on the resolution."""
+
+    px_per_mm: float = DEFAULT_PX_PER_MM
+    paper_speed: float = DEFAULT_PAPER_SPEED  # mm/s
+    gain: float = DEFAULT_GAIN  # mm/mV
+    grid_color: str = "red"
+    major_line_mm: float = MAJOR_LINE_MM
+    minor_line_mm: float = MINOR_LINE_MM
+    curve_line_mm: float = CURVE_LINE_MM
+    labels: bool = True
+
+    def validate(self) -> None:
+        if not 1.0 <= self.px_per_mm <= 40.0:
+            raise ValueError(f"px_per_mm must be between 1 and 40, not {self.px_per_mm}.")
+        if self.paper_speed not in PAPER_SPEEDS:
+            raise ValueError(f"paper_speed must be one of {PAPER_SPEEDS} mm/s, not {self.paper_speed}.")
+        if self.gain not in GAINS:
+            raise ValueError(f"gain must be one of {GAINS} mm/mV, not {self.gain}.")
+        if self.grid_color not in GRID_COLORS:
+            raise ValueError(f"grid_color must be one of {', '.join(GRID_COLORS)}, not {self.grid_color!r}.")
+        for name in ("major_line_mm", "minor_line_mm", "curve_line_mm"):
+            if not 0.02 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0.02 and 1.0 mm, not {getattr(self, name)}.")
+
+
+@dataclass
+class LeadBox:
+    """Where a lead is in an image: its cell's corners (TL, TR, BL, BR) in pixels and the seconds it shows."""
+
+    name: str
+    quad: np.ndarray  # (4, 2) float: top-left, top-right, bottom-left, bottom-right
+    t0: float
+    t1: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "quad": [round(float(v), 2) for v in self.quad.reshape(-1)], "t0": self.t0, "t1": self.t1}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LeadBox":
+        return cls(data["name"], np.asarray(data["quad"], dtype=np.float64).reshape(4, 2), float(data["t0"]), float(data["t1"]))
+
+
+@dataclass
+class RenderedPaper:
+    """A rendered paper: RGB image, class mask, per-pixel lead index of the curve, and the lead boxes."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) uint8 class index (constants.BACKGROUND..CURVE)
+    curve_lead: np.ndarray  # (H, W) uint8: 0, or 1 + index into leads of the trace drawn there
+    leads: list[LeadBox]
+    layout: Layout
+    options: PaperOptions
+    px_per_mm: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.px_per_mm = self.options.px_per_mm
+
+
+def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperOptions | None = None) -> RenderedPaper:
+    """Render ``record`` on ECG paper in ``layout``.
+
+    Returns the image and, from the same geometry, the 4-class mask, the lead boxes with their t0/t1, and a map of
+    which lead drew each curve pixel.
+    """
+    options = options or PaperOptions()
+    options.validate()
+    if isinstance(layout, str):
+        layout = make_layout(layout, options.paper_speed)
+    elif layout.name not in LAYOUT_NAMES:
+        raise ValueError(f"unknown layout {layout.name!r}.")
+    needed = layout.duration_s
+    if record.duration_s + 1e-9 < needed:
+        raise ValueError(f"layout {layout.name} shows {needed:g} s but the record is only {record.duration_s:g} s long.")
+
+    ppm = options.px_per_mm
+    width = int(np.ceil(layout.width_mm * ppm))
+    height = int(np.ceil(layout.height_mm * ppm))
+    major_rgb, minor_rgb = GRID_COLORS[options.grid_color]
+
+    grid_image, grid_x, grid_y = _grid(width, height, ppm, options.minor_line_mm, options.major_line_mm, major_rgb, minor_rgb)
+    image = grid_image.copy()
+
+    thickness = max(1, int(round(options.curve_line_mm * ppm)))
+    ink = np.zeros((height, width), np.uint8)
+    curve_lead = np.zeros((height, width), np.uint8)
+    leads: list[LeadBox] = []
+    for i, cell in enumerate(layout.cells):
+        points = _trace_points(record, cell, layout, options)
+        fixed = [np.round(p * _SUBPIXEL).astype(np.int32) for p in points]
+        cv2.polylines(ink, fixed, False, 255, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+        cv2.polylines(curve_lead, fixed, False, i + 1, thickness, cv2.LINE_8, _SUBPIXEL_BITS)
+        # cv2's convention throughout: integer coordinates are pixel centres, so mm -> px is x * ppm - 0.5
+        x0, y0 = cell.x_mm * ppm - 0.5, cell.y_mm * ppm - 0.5
+        x1, y1 = (cell.x_mm + cell.w_mm) * ppm - 0.5, (cell.y_mm + cell.h_mm) * ppm - 0.5
+        quad = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
+        leads.append(LeadBox(cell.lead, quad, cell.t0, cell.t1))
+
+    # Blend the ink only where there is some: traces cover a few percent of the paper.
+    on = np.nonzero(ink)
+    alpha = ink[on].astype(np.float32)[:, None] * (1.0 / 255.0)
+    image[on] = (image[on] * (1.0 - alpha) + np.asarray(INK_RGB, np.float32) * alpha + 0.5).astype(np.uint8)
+    if options.labels:
+        _draw_text(image, layout, options)
+
+    mask = np.where(curve_lead > 0, CURVE, np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)))
+    return RenderedPaper(image, mask.astype(np.uint8), curve_lead, leads, layout, options)
+
+
+def _line_coverage(n_px: int, pitch_px: float, width_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased coverage (0..1) of lines at k * pitch, and the 'on the line' flag used for the mask.
+
+    Pixel x covers [x, x+1); a line of width w centred at c covers [c - w/2, c + w/2]. The mask flag marks pixels
+    whose centre is within max(w, 1 px)/2 of the line, so that every line is at least one pixel wide in the mask.
+    """
+    x = np.arange(n_px, dtype=np.float64)
+    centre = np.round((x + 0.5) / pitch_px) * pitch_px
+    lo, hi = centre - width_px / 2, centre + width_px / 2
+    coverage = np.clip(np.minimum(x + 1, hi) - np.maximum(x, lo), 0.0, 1.0)
+    on_line = np.abs(x + 0.5 - centre) <= max(width_px, 1.0) / 2
+    return coverage.astype(np.float32), on_line
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb):
+    """The empty paper (uint8 RGB) and the major-line flags per column and row. Cached: a dataset or a Studio
+    session renders the same paper size again and again. Callers must not modify the returned arrays."""
+    minor_x, _ = _line_coverage(width, ppm, minor_mm * ppm)
+    minor_y, _ = _line_coverage(height, ppm, minor_mm * ppm)
+    major_x, on_x = _line_coverage(width, MAJOR_EVERY * ppm, major_mm * ppm)
+    major_y, on_y = _line_coverage(height, MAJOR_EVERY * ppm, major_mm * ppm)
+    # Union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns.
+    a_minor = 1.0 - (1.0 - minor_y[:, None]) * (1.0 - minor_x[None, :])
+    a_major = 1.0 - (1.0 - major_y[:, None]) * (1.0 - major_x[None, :])
+    paper = np.asarray(PAPER_RGB, np.float32)
+    minor = np.asarray(minor_rgb, np.float32)
+    major = np.asarray(major_rgb, np.float32)
+    image = paper + (minor - paper) * a_minor[..., None]
+    image += (major - image) * a_major[..., None]
+    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    for array in (image, on_x, on_y):
+        array.setflags(write=False)
+    return image, on_x, on_y
+
+
+def _trace_points(record: EcgRecord, cell: LeadCell, layout: Layout, options: PaperOptions) -> list[np.ndarray]:
+    """Pixel polylines of one cell: the calibration pulse (if any) joined to the lead's samples in [t0, t1].
+
+    A NaN in the signal breaks the trace, so one cell may give several polylines.
+    """
+    ppm, gain = options.px_per_mm, options.gain
+    baseline = cell.baseline_mm
+    x_start = cell.x_mm
+    parts: list[np.ndarray] = []
+    pulse_xy = np.empty((0, 2))
+    if cell.pulse:
+        scale = layout.paper_speed / DEFAULT_PAPER_SPEED
+        flat1, high, flat2 = (seg * scale for seg in CALIBRATION_SEGMENTS_MM)
+        top = baseline - CALIBRATION_MV * gain
+        xs = x_start + np.array([0.0, flat1, flat1, flat1 + high, flat1 + high, flat1 + high + flat2])
+        ys = np.array([baseline, baseline, top, top, baseline, baseline])
+        pulse_xy = np.stack([xs, ys], axis=1)
+        x_start += flat1 + high + flat2
+    lead = record.lead(cell.lead)
+    i0 = int(round(cell.t0 * record.fs))
+    i1 = min(int(round(cell.t1 * record.fs)), lead.size - 1)
+    samples = lead[i0 : i1 + 1].astype(np.float64)
+    t = (np.arange(i0, i1 + 1) / record.fs) - cell.t0
+    xy = np.stack([x_start + t * layout.paper_speed, baseline - samples * gain], axis=1)
+    finite = np.isfinite(samples)
+    if finite.all():
+        parts.append(np.vstack([pulse_xy, xy]))
+    else:
+        if len(pulse_xy):
+            parts.append(pulse_xy)
+        # split into runs of finite samples
+        edges = np.flatnonzero(np.diff(np.r_[0, finite.astype(np.int8), 0]))
+        for a, b in zip(edges[::2], edges[1::2]):
+            parts.append(xy[a:b])
+    return [p * ppm - 0.5 for p in parts if len(p) >= 2]
+
+
+def _draw_text(image: np.ndarray, layout: Layout, options: PaperOptions) -> None:
+    ppm = options.px_per_mm
+    scale = LABEL_FONT_PX_AT_10 / 22.0 * ppm / 10.0
+    thickness = max(1, int(round(2 * ppm / 10.0)))
+    font = cv2.FONT_HERSHEY_DUPLEX
+    seen: set[tuple[int, int]] = set()
+    for cell in layout.cells:
+        if (cell.row, cell.col) in seen:
+            continue
+        seen.add((cell.row, cell.col))
+        org = (int(round((cell.x_mm + 1.0) * ppm)), int(round((cell.y_mm + 5.0) * ppm)))
+        cv2.putText(image, cell.lead, org, font, scale, INK_RGB, thickness, cv2.LINE_AA)
+    footer = f"{options.paper_speed:.1f} mm/s;  {options.gain:.1f} mm/mV"
+    org = (int(round(6.0 * ppm)), int(round((layout.height_mm - 3.0) * ppm)))
+    cv2.putText(image, footer, org, font, scale * 0.8, INK_RGB, thickness, cv2.LINE_AA)
+
+
+def lead_names_of(layout: Layout) -> list[str]:
+    """The leads a layout shows (each once), in PTB-XL order."""
+    shown = {cell.lead for cell in layout.cells}
+    return [name for name in LEAD_NAMES if name in shown]
+
+
+def options_to_json(options: PaperOptions) -> dict:
+    return asdict(options)

@@ -1,0 +1,27 @@
+"""What every pipeline command shares: one-line errors and a non-zero exit on bad input, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from ecgcore.errors import USER_ERRORS
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    message = message.strip().rstrip(".") + "."
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Call ``main``; user errors become one line and exit 2, Ctrl-C exits 130."""
+    try:
+        code = main(argv)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(code or 0)

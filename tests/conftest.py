@@ -1,0 +1,53 @@
+"""Shared fixtures. Tests that need the shared real data find it through environment variables that default to
+../shared/..., and skip with the reason when it is absent; everything else runs on data the tests make."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PTBXL_SUBSET = Path(os.environ.get("ECGLAB_PTBXL_SUBSET", REPO.parent / "shared" / "data" / "ptbxl-subset"))
+REAL_IMAGES = Path(os.environ.get("ECGLAB_REAL_IMAGES", REPO.parent / "shared" / "data" / "real-ecg-images"))
+
+
+@pytest.fixture(scope="session")
+def ptbxl_dir() -> Path:
+    if not (PTBXL_SUBSET / "ptbxl_database.csv").is_file():
+        pytest.skip(f"PTB-XL subset not found at {PTBXL_SUBSET} (set ECGLAB_PTBXL_SUBSET); CI has it")
+    return PTBXL_SUBSET
+
+
+@pytest.fixture(scope="session")
+def ptbxl(ptbxl_dir):
+    from ecgcore.signals import PtbXl
+
+    return PtbXl(ptbxl_dir)
+
+
+@pytest.fixture(scope="session")
+def real_images_dir() -> Path:
+    if not REAL_IMAGES.is_dir():
+        pytest.skip(f"real ECG images not found at {REAL_IMAGES} (set ECGLAB_REAL_IMAGES); CI has them")
+    return REAL_IMAGES
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from ecgcore.signals import synthetic_record
+
+    return synthetic_record(seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A small synthetic PTB-V dataset (8 samples, all layouts, 800x600), made once per test session."""
+    from pipelines.generate_ptb_v import main
+
+    out = tmp_path_factory.mktemp("ptbv") / "tiny"
+    code = main(["--synthetic", "--out", str(out), "-n", "8", "--seed", "3", "--size", "800x600",
+                 "--layout", "seed-3x4,3x4+II,6x2,12x1"])
+    assert code == 0
+    return out
