@@ -12,10 +12,11 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -172,7 +173,7 @@ def new_dataset_info(config: dict[str, Any]) -> dict[str, Any]:
         "schema": SAMPLE_SCHEMA,
         "generator_version": GENERATOR_VERSION,
         **config,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -193,7 +194,7 @@ def record_decisions(folder: str | Path, ids: list[str], decision: str, reason: 
     folder = Path(folder)
     if not (folder / DATASET_FILE).is_file():
         raise DatasetError(f"{folder} is not a PTB-V dataset (no {DATASET_FILE}).")
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
     batch = uuid.uuid4().hex[:12]
     entries = [
         {"id": str(i), "decision": decision, "reason": reason, "by": by, "time": now, "batch": batch} for i in ids

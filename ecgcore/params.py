@@ -115,8 +115,8 @@ BACKGROUND_KINDS: tuple[str, ...] = ("wood", "cloth", "desk", "paper_stack", "co
 SCHEMA: tuple[Param, ...] = (
     # --- the prototype's parameters (SEED_NOTES section 2), same names, same default distributions ---
     Param("original_image_scaling_factor", "paper", normal(1.0, 0.0), 0.3, 1.2,
-          "Size of the paper relative to the photo: 1.0 fits the paper to the frame (with a thin margin), 0.67 is "
-          "the smallest the prototype made (it limited the background to 1.5x the paper)."),
+          "Size of the paper relative to the photo: 1.0 makes the paper span 80% of the frame, 1.25 fills it; "
+          "the prototype limited the background to 1.5x the paper (about 0.83 here)."),
     Param("ecg_paper_scale", "geometry", normal(1.02, 0.02), 0.7, 1.3, "Horizontal scale of the paper."),
     Param("ecg_paper_y_skew", "geometry", normal(1.0, 0.08), 0.6, 1.4,
           "Vertical scale relative to the horizontal one (vertical scale = scale x y_skew)."),
@@ -179,7 +179,7 @@ class Preset:
 
     # --- I/O ------------------------------------------------------------------------------------------
     @classmethod
-    def from_json(cls, data: Any) -> "Preset":
+    def from_json(cls, data: Any) -> Preset:
         if not isinstance(data, dict):
             raise PresetError("a preset must be a JSON object mapping parameter names to distributions.")
         body = data.get("params", data) if "params" in data and isinstance(data.get("params"), dict) else data
@@ -191,7 +191,7 @@ class Preset:
         return cls(dists)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Preset":
+    def load(cls, path: str | Path) -> Preset:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -204,7 +204,7 @@ class Preset:
     def to_json(self) -> dict[str, Any]:
         return {name: dist.to_json() for name, dist in self.dists.items()}
 
-    def diff(self, other: "Preset | None" = None) -> dict[str, tuple[Dist, Dist]]:
+    def diff(self, other: Preset | None = None) -> dict[str, tuple[Dist, Dist]]:
         """Parameters whose distribution differs from ``other`` (default: the schema defaults)."""
         other = other or Preset()
         return {n: (other.dists[n], d) for n, d in self.dists.items() if d != other.dists[n]}
@@ -218,7 +218,7 @@ class Preset:
         """
         return {p.name: draw(p, self.dists[p.name], param_rng(seed, p.name)) for p in SCHEMA}
 
-    def with_values(self, values: dict[str, Any]) -> "Preset":
+    def with_values(self, values: dict[str, Any]) -> Preset:
         """A copy in which the given parameters are fixed (constant) at the given values."""
         dists = dict(self.dists)
         for name, value in values.items():

@@ -64,7 +64,7 @@ class Reporter:
         self.event("progress", done=self.done, total=self.total, message="finished")
         self._bar.close()
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         return self
 
     def __exit__(self, *exc) -> None:

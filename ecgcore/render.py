@@ -81,7 +81,7 @@ class LeadBox:
         return {"name": self.name, "quad": [round(float(v), 2) for v in self.quad.reshape(-1)], "t0": self.t0, "t1": self.t1}
 
     @classmethod
-    def from_json(cls, data: dict) -> "LeadBox":
+    def from_json(cls, data: dict) -> LeadBox:
         return cls(data["name"], np.asarray(data["quad"], dtype=np.float64).reshape(4, 2), float(data["t0"]), float(data["t1"]))
 
 

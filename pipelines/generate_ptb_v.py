@@ -28,6 +28,7 @@ from ecgcore.signals import PtbXl, default_ptbxl_dir
 
 from ._cli import fail, run
 
+
 def parse_folds(text: str) -> list[int]:
     """'1-8' -> [1..8]; '9,10' -> [9, 10]."""
     folds: set[int] = set()
@@ -147,6 +148,9 @@ def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
         probe.unlink()
     except OSError as exc:
         fail(f"cannot write to output folder {out} ({exc.strerror or exc})")
+    # Temporary files of a killed run (atomic writes that never got renamed) are never samples: remove them.
+    for stale in out.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
     if (out / "dataset.json").exists():
         info = open_dataset(out)
         differs = [k for k in IDENTITY_KEYS if info.get(k) != config.get(k)]

@@ -1,0 +1,92 @@
+"""The workspace: the one folder where the app and its jobs write (datasets, runs, presets, jobs, uploads).
+
+Its root is ``$ECGLAB_WORKSPACE`` (default ``<repo>/workspace``). Every name a user types or uploads (a dataset
+name, a preset name, an uploaded file's name) goes through :func:`safe_join`, which refuses anything that would
+land outside the folder it is joined to.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+WORKSPACE_ENV = "ECGLAB_WORKSPACE"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WORKSPACE = REPO_ROOT / "workspace"
+
+# Sub-folders by purpose; pages and jobs agree on these names.
+DATASETS = "datasets"
+RUNS = "runs"
+PRESETS = "presets"
+JOBS = "jobs"
+UPLOADS = "uploads"
+SCREENSHOTS = "screenshots"
+
+# A user-given name is one path component of ordinary characters: letters, digits, '.', '_', '-', ' ', '+'.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 ._+\-]{0,119}$")
+
+
+class WorkspaceError(ValueError):
+    """A user-given name or path is unusable (e.g. it would escape the workspace); one sentence."""
+
+
+def workspace_root(create: bool = True) -> Path:
+    """The workspace folder ($ECGLAB_WORKSPACE, else <repo>/workspace), created when missing."""
+    value = os.environ.get(WORKSPACE_ENV)
+    root = Path(value).expanduser() if value else DEFAULT_WORKSPACE
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def subdir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """A purpose folder of the workspace (``datasets``, ``runs``, ...), created when missing."""
+    folder = Path(root).resolve() if root is not None else workspace_root()
+    path = folder / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_name(user_name: str, what: str = "name") -> str:
+    """Return ``user_name`` stripped if it is a plain file or folder name; raise WorkspaceError otherwise."""
+    name = (user_name or "").strip()
+    if not name:
+        raise WorkspaceError(f"the {what} is empty; type a name such as 'my-dataset'.")
+    if "/" in name or "\\" in name or "\x00" in name or name in (".", "..") or ".." in name.split("."):
+        raise WorkspaceError(f"the {what} {user_name!r} contains a path; use a plain name without '/', '\\' or '..'.")
+    if not _NAME_RE.match(name):
+        raise WorkspaceError(
+            f"the {what} {user_name!r} is not allowed; use up to 120 letters, digits, spaces, '.', '_', '-' or '+', "
+            "not starting with a dot or a space."
+        )
+    return name
+
+
+def safe_join(root: str | os.PathLike, user_name: str, what: str = "name") -> Path:
+    """``root / user_name``, refusing names that are not one plain component or that resolve outside ``root``.
+
+    Symbolic links are resolved before the check, so a link inside ``root`` that points elsewhere is refused too.
+    """
+    name = check_name(user_name, what)
+    base = Path(root).resolve()
+    path = (base / name).resolve()
+    if path.parent != base:
+        raise WorkspaceError(f"the {what} {user_name!r} points outside {base}; choose a plain name inside it.")
+    return path
+
+
+def confine(root: str | os.PathLike, path: str | os.PathLike, what: str = "path") -> Path:
+    """Resolve ``path`` (absolute, or relative to ``root``) and refuse it unless it lies inside ``root``."""
+    base = Path(root).resolve()
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise WorkspaceError(f"the {what} {str(path)!r} is outside the workspace {base}.")
+    return resolved
+
+
+def list_datasets(root: str | os.PathLike | None = None) -> list[Path]:
+    """PTB-V dataset folders (those with a dataset.json) under the workspace's datasets folder, by name."""
+    folder = subdir(DATASETS, root)
+    return sorted(p for p in folder.iterdir() if (p / "dataset.json").is_file())

@@ -1,0 +1,107 @@
+"""Photo synthesis: photo, mask and lead quads move together; every parameter does what its help text says."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ecgcore.constants import CURVE
+from ecgcore.params import Preset
+from ecgcore.photo import synthesize_photo
+from ecgcore.signals import synthetic_record
+
+CLEAN = {"white_noise_p": 0.0, "shadow_alpha": 0.0, "blur_factor": 0.0, "jpeg_quality": 100}
+
+
+@pytest.fixture(scope="module")
+def small_record():
+    record = synthetic_record(21)
+    record.signal *= 0.5  # every deflection stays inside its row
+    return record
+
+
+def _inside(points: np.ndarray, quad: np.ndarray, tol: float) -> np.ndarray:
+    polygon = np.array([quad[0], quad[1], quad[3], quad[2]], np.float32)
+    dist = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), True) for x, y in points])
+    return dist >= -tol
+
+
+@pytest.mark.parametrize("seed, layout", [(1, "seed-3x4"), (2, "3x4+II"), (3, "6x2"), (4, "12x1")])
+def test_curve_pixels_lie_on_ink_and_inside_their_lead_quad(small_record, seed, layout):
+    preset = Preset.from_json({"rotation_angle": {"dist": "normal", "mu": 0, "sd": 4},
+                               "perspective_tilt_x": {"dist": "uniform", "low": -0.05, "high": 0.05}})
+    photo = synthesize_photo(small_record, seed, preset, layout=layout, size=(900, 700), values=CLEAN)
+    curve = photo.mask == CURVE
+    assert curve.sum() > 1000
+    # on ink: curve pixels are dark in the photo (background surfaces may be dark too, so compare to the paper)
+    gray = cv2.cvtColor(photo.image, cv2.COLOR_RGB2GRAY).astype(int)
+    assert np.percentile(gray[curve], 90) < 110
+    # inside its own lead quad: warp the per-lead trace map with the same mapping as the photo
+    lead_map = cv2.warpPerspective(photo.paper.curve_lead, photo.homography, (900, 700), flags=cv2.INTER_NEAREST)
+    assert np.array_equal(lead_map > 0, curve)
+    for i, box in enumerate(photo.leads):
+        ys, xs = np.nonzero(lead_map == i + 1)
+        pts = np.stack([xs, ys], axis=1)[:: max(1, len(xs) // 400)]
+        assert _inside(pts, box.quad, tol=2.5).all(), box.name
+
+
+def test_same_seed_same_photo_other_seed_other_photo(small_record):
+    a = synthesize_photo(small_record, 7, size=(640, 480))
+    b = synthesize_photo(small_record, 7, size=(640, 480))
+    c = synthesize_photo(small_record, 8, size=(640, 480))
+    assert a.jpeg == b.jpeg and np.array_equal(a.mask, b.mask) and a.params == b.params
+    assert a.jpeg != c.jpeg
+
+
+def test_rotation_is_counter_clockwise(small_record):
+    photo = synthesize_photo(small_record, 1, size=(900, 700), values={**CLEAN, "rotation_angle": 10.0})
+    first_row = [box for box in photo.leads][:4]  # I, aVR, V1, V4 along the top row
+    (x0, y0), (x1, y1) = first_row[0].quad[0], first_row[-1].quad[1]
+    # counter-clockwise on screen: the right end of the top row is higher (smaller y)
+    assert np.degrees(np.arctan2(y0 - y1, x1 - x0)) == pytest.approx(10.0, abs=0.3)
+    assert photo.angle_deg == 10.0
+
+
+def test_quads_follow_the_grid(small_record):
+    """A quad corner lies on the paper exactly where the renderer put it: check through the homography."""
+    photo = synthesize_photo(small_record, 3, size=(900, 700), values={**CLEAN, "rotation_angle": -3.0})
+    paper_quad = photo.paper.leads[5].quad
+    mapped = cv2.perspectiveTransform(paper_quad.reshape(-1, 1, 2), photo.homography).reshape(-1, 2)
+    np.testing.assert_allclose(mapped, photo.leads[5].quad, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, value, changes_mask",
+    [
+        ("perspective_tilt_x", 0.15, True),
+        ("paper_curl", 0.05, True),
+        ("crease_strength", 1.0, False),
+        ("lighting_gradient", 0.6, False),
+        ("color_temperature", 0.25, False),
+        ("motion_blur", 9.0, False),
+        ("jpeg_quality", 15, False),
+        ("shadow_alpha", 0.8, False),
+        ("white_noise_p", 0.9, False),
+        ("blur_factor", 3.0, False),
+    ],
+)
+def test_each_stage_changes_what_it_should(small_record, name, value, changes_mask):
+    base = synthesize_photo(small_record, 5, size=(640, 480), values=CLEAN)
+    moved = synthesize_photo(small_record, 5, size=(640, 480), values={**CLEAN, name: value})
+    diff = np.abs(base.image.astype(int) - moved.image.astype(int)).mean()
+    assert diff > 0.5, name
+    assert (not np.array_equal(base.mask, moved.mask)) == changes_mask, name
+
+
+def test_curl_keeps_mask_and_photo_together(small_record):
+    photo = synthesize_photo(small_record, 9, size=(800, 600), values={**CLEAN, "paper_curl": 0.06})
+    gray = cv2.cvtColor(photo.image, cv2.COLOR_RGB2GRAY).astype(int)
+    assert np.percentile(gray[photo.mask == CURVE], 90) < 110
+
+
+def test_photo_size_and_px_per_mm(small_record):
+    photo = synthesize_photo(small_record, 2, size=(1600, 1200), values={"ecg_paper_scale": 1.0, "ecg_paper_y_skew": 1.0})
+    assert photo.image.shape == (1200, 1600, 3) and photo.mask.shape == (1200, 1600)
+    # seed-3x4 paper is 226 mm wide: at scaling factor 1 it spans 80% of the width
+    assert photo.px_per_mm == pytest.approx(0.8 * 1600 / 226, rel=0.01)
