@@ -157,6 +157,44 @@ def iter_samples(folder: str | Path, include_discarded: bool = True) -> Iterator
         yield Sample(folder, json.loads(path.read_text()))
 
 
+def validate_sample(folder: str | Path, sid: str) -> list[str]:
+    """Problems with one sample against the ptb-v/1 contract (empty list when it is valid)."""
+    import cv2
+
+    from .constants import LABELS, LEAD_NAMES, N_CLASSES, SYNTHETIC_LABEL
+
+    folder = Path(folder)
+    problems: list[str] = []
+    try:
+        meta = json.loads((folder / f"{sid}.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{sid}.json unreadable ({exc})"]
+    required = ("schema", "id", "image", "mask", "width", "height", "angle_deg", "layout", "source", "label",
+                "px_per_mm", "leads", "params", "seed")
+    problems += [f"missing key {k!r}" for k in required if k not in meta]
+    if problems:
+        return problems
+    if meta["schema"] != SAMPLE_SCHEMA or meta["id"] != sid:
+        problems.append("schema or id mismatch")
+    if meta["label"] not in (*LABELS, SYNTHETIC_LABEL):
+        problems.append(f"unknown label {meta['label']!r}")
+    image = cv2.imread(str(folder / meta["image"]), cv2.IMREAD_COLOR)
+    mask = cv2.imread(str(folder / meta["mask"]), cv2.IMREAD_UNCHANGED)
+    if image is None or mask is None:
+        return problems + ["image or mask unreadable"]
+    if image.shape[:2] != (meta["height"], meta["width"]) or mask.shape != image.shape[:2] or mask.dtype != np.uint8:
+        problems.append("image/mask size or type does not match the JSON")
+    if int(mask.max()) >= N_CLASSES:
+        problems.append(f"mask has class {int(mask.max())}")
+    names = [lead.get("name") for lead in meta["leads"]]
+    if not set(names) <= set(LEAD_NAMES) or len(set(names)) != 12:
+        problems.append(f"lead names {names}")
+    for lead in meta["leads"]:
+        if len(lead.get("quad", [])) != 8 or not 0 <= lead.get("t0", -1) < lead.get("t1", -1):
+            problems.append(f"lead {lead.get('name')}: bad quad or t0/t1")
+    return problems
+
+
 def count_labels(samples: list[Sample]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for s in samples:

@@ -150,3 +150,14 @@ def test_dask_backend_on_a_local_cluster(tmp_path):
                      "--scheduler", cluster.scheduler_address]) == 0
     assert main([*args, "--out", str(tmp_path / "local")]) == 0
     assert file_bytes(tmp_path / "dask") == file_bytes(tmp_path / "local")
+
+
+def test_samples_pass_the_contract_check(tiny_dataset):
+    from ecgcore.dataset import validate_sample
+
+    for s in iter_samples(tiny_dataset):
+        assert validate_sample(tiny_dataset, s.id) == []
+    broken = tiny_dataset.parent / "broken"
+    broken.mkdir()
+    (broken / "000000.json").write_text(json.dumps({"schema": "ptb-v/1"}))
+    assert "missing key 'leads'" in validate_sample(broken, "000000")
