@@ -105,3 +105,30 @@ def test_photo_size_and_px_per_mm(small_record):
     assert photo.image.shape == (1200, 1600, 3) and photo.mask.shape == (1200, 1600)
     # seed-3x4 paper is 226 mm wide: at scaling factor 1 it spans 80% of the width
     assert photo.px_per_mm == pytest.approx(0.8 * 1600 / 226, rel=0.01)
+
+
+def test_backgrounds_from_a_folder_of_photos(small_record, tmp_path):
+    from PIL import Image
+
+    from ecgcore.backgrounds import list_background_photos
+
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "green.png")
+    Image.new("RGB", (400, 300), (10, 200, 30)).save(tmp_path / "green2.jpg")
+    files = list_background_photos(tmp_path)
+    photo = synthesize_photo(small_record, 1, size=(640, 480), background_files=files,
+                             values={**CLEAN, "background": "folder", "original_image_scaling_factor": 0.6})
+    corner = photo.image[:20, :20].reshape(-1, 3).mean(axis=0)
+    assert corner[1] > 150 and corner[0] < 80  # the user's green surface shows around the paper
+    with pytest.raises(ValueError, match="has no images"):
+        list_background_photos(tmp_path / "empty") if (tmp_path / "empty").mkdir() is None else None
+
+
+@pytest.mark.parametrize("kind", ["wood", "cloth", "desk", "paper_stack", "concrete", "wall"])
+def test_procedural_backgrounds_are_deterministic_textures(kind):
+    from ecgcore.backgrounds import procedural_background
+
+    a = procedural_background(kind, (320, 240), 5)
+    assert a.shape == (240, 320, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, procedural_background(kind, (320, 240), 5))
+    assert not np.array_equal(a, procedural_background(kind, (320, 240), 6))
+    assert a.std() > 1.0
