@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .dataset import DatasetError
 from .imageio import ImageError
+from .jobs import JobError
 from .params import PresetError
 from .signals import DataSourceError
+from .workspace import WorkspaceError
 
 
 class ModelError(ValueError):
@@ -23,6 +25,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PresetError,
     ModelError,
     DigitizationError,
+    WorkspaceError,
+    JobError,
     FileNotFoundError,
     PermissionError,
     IsADirectoryError,

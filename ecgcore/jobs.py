@@ -32,10 +32,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .progress import EVENTS_ENV
 from .workspace import JOBS, REPO_ROOT, subdir, workspace_root
@@ -79,8 +80,8 @@ PIPELINES: dict[str, PipelineSpec] = {
         PipelineSpec("generate_ptb_v", "Generate a PTB-V dataset", resume="rerun"),
         PipelineSpec("build_crops", "Build per-lead segmentation crops"),
         PipelineSpec("train_segmentation", "Train the segmentation U-Net", resume="flag"),
-        PipelineSpec("build_classification_set", "Build the prototype-style classification set"),
-        PipelineSpec("train_classifier", "Train a classifier (image or signal)", resume="flag"),
+        PipelineSpec("build_classification_set", "Build the prototype-style classification set", resume="rerun"),
+        PipelineSpec("train_classifier", "Train a classifier (image or signal)", resume="rerun"),
         PipelineSpec("evaluate", "Evaluate (segmentation IoU, digitisation SNR, classification)"),
         PipelineSpec("score_dataset", "Score a dataset for curation", resume="rerun"),
     )
@@ -233,6 +234,15 @@ class JobRunner:
         if not spec.available():
             raise JobError(f"pipelines/{pipeline}.py is not in this checkout yet, so it cannot be launched.")
         args = [str(a) for a in args]
+        out = output_of(args)
+        if out is not None:
+            self.refresh()
+            with self._connect() as db:
+                marks = ",".join("?" * len(ACTIVE))
+                rows = db.execute(f"SELECT * FROM jobs WHERE status IN ({marks})", ACTIVE).fetchall()
+            for other in map(self._row_to_job, rows):
+                if output_of(other.args) == out:
+                    raise JobError(f"job {other.id} is still writing to {out}; wait for it or cancel it first.")
         now = time.time()
         with self._connect() as db:
             cur = db.execute(
@@ -358,6 +368,16 @@ class JobRunner:
 
 
 _LAUNCHED: dict[int, subprocess.Popen] = {}
+
+
+def output_of(args: list[str]) -> str | None:
+    """The resolved ``--out`` folder of a command line, if it has one (two jobs must not write to the same one)."""
+    for i, arg in enumerate(args):
+        if arg == "--out" and i + 1 < len(args):
+            return str(Path(args[i + 1]).resolve())
+        if arg.startswith("--out="):
+            return str(Path(arg.split("=", 1)[1]).resolve())
+    return None
 
 
 def read_exit_code(folder: Path) -> int | None:

@@ -266,6 +266,8 @@ def dist_from_json(name: str, spec: Any) -> Dist:
     extra = set(spec) - set(names) - {"dist"}
     if extra:
         raise PresetError(f"parameter {name!r}: {kind} takes {', '.join(names)}, not {', '.join(sorted(extra))}.")
+    if kind == "constant" and isinstance(spec.get("value"), str):
+        return constant(spec["value"])  # a categorical constant, e.g. {"dist": "constant", "value": "wood"}
     if kind == "choice":
         options = tuple(spec.get("options", ()))
         weights = spec.get("weights")

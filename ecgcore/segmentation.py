@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +33,9 @@ WEIGHTS_FORMAT = "ecglab-segmentation/1"
 # The architecture chosen by the encoder table in the model card (see weights/segmentation_unet.json).
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "arch": "Unet",
-    "encoder_name": "tu-mobilenetv3_large_100",
-    "encoder_depth": 5,
-    "decoder_channels": [64, 32, 24, 16, 16],
+    "encoder_name": "mobilenet_v2",
+    "encoder_depth": 4,
+    "decoder_channels": [64, 32, 24, 16],
     "fold": 2,  # space-to-depth factor
     "n_classes": N_CLASSES,
 }
@@ -52,8 +53,8 @@ def model_stride(config: dict[str, Any]) -> int:
 
 def build_model(config: dict[str, Any] | None = None):
     """A fresh (randomly initialised, never downloaded) segmentation network for ``config``."""
-    import torch
     import segmentation_models_pytorch as smp
+    import torch
 
     config = {**DEFAULT_MODEL_CONFIG, **(config or {})}
     fold = int(config.get("fold", 1))
@@ -106,6 +107,7 @@ def save_weights(model, path: str | Path, config: dict[str, Any], card: dict[str
     metadata = {"format": WEIGHTS_FORMAT, "config": json.dumps(config, sort_keys=True)}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors creates the file private; shipped weights must be readable by the app's user
     tmp.replace(path)
     if card is not None:
         card_path = path.with_suffix(".json")
@@ -243,7 +245,10 @@ class Segmenter:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float()
+        batch = np.ascontiguousarray(batch)
+        if not batch.flags.writeable:  # torch wants writable memory (read-only views come from some decoders)
+            batch = batch.copy()
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
         with torch.inference_mode():
             if self.device.startswith("cuda"):
                 with torch.autocast("cuda", dtype=torch.float16):
@@ -355,6 +360,33 @@ def sample_iou(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {f"iou_{name}": float(v) for name, v in zip(CLASS_NAMES, iou)}
 
 
+def curve_match_counts(pred: np.ndarray, truth: np.ndarray, tolerance_px: int = 1) -> np.ndarray:
+    """(predicted curve px near a true one, predicted curve px, true curve px near a predicted one, true curve px).
+
+    IoU punishes a curve drawn one pixel off as a miss; for a 2 px line that is most of it. These counts give a
+    precision/recall with ``tolerance_px`` of slack, which is what tracing the signal needs.
+    """
+    import cv2
+
+    kernel = np.ones((2 * tolerance_px + 1, 2 * tolerance_px + 1), np.uint8)
+    p = (pred == CURVE).view(np.uint8)
+    t = (truth == CURVE).view(np.uint8)
+    near_t = cv2.dilate(t, kernel)
+    near_p = cv2.dilate(p, kernel)
+    return np.array([int(np.count_nonzero(p & near_t)), int(np.count_nonzero(p)),
+                     int(np.count_nonzero(t & near_p)), int(np.count_nonzero(t))], np.int64)
+
+
+def curve_f1_from_counts(counts: np.ndarray) -> dict[str, float]:
+    precision = counts[0] / counts[1] if counts[1] else float("nan")
+    recall = counts[2] / counts[3] if counts[3] else float("nan")
+    if np.isnan(precision) or np.isnan(recall):
+        f1 = float("nan")
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"curve_precision_1px": float(precision), "curve_recall_1px": float(recall), "curve_f1_1px": float(f1)}
+
+
 def summarize_confusion(cm: np.ndarray) -> dict[str, float]:
     iou, dice = iou_from_confusion(cm), dice_from_confusion(cm)
     out = {f"iou_{n}": float(v) for n, v in zip(CLASS_NAMES, iou)}
@@ -368,13 +400,15 @@ def evaluate_segmentation(segmenter: Segmenter, dataset_dir: str | Path, limit: 
                           on_sample: Callable[[str, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Per-class IoU and Dice of ``segmenter`` over a PTB-V folder (curated-out samples skipped).
 
-    IoU/Dice pool all pixels of all samples; ``per_sample`` lists each sample's own IoUs and ``curve_iou_median``
+    IoU/Dice pool all pixels of all samples; ``curve_f1_1px`` (with precision and recall) scores the curve with one
+    pixel of slack (see curve_match_counts); ``per_sample`` lists each sample's own IoUs and ``curve_iou_median``
     summarises their spread. ``on_sample(id, ious)`` is called after each sample (progress bars, live tables).
     """
     from .dataset import iter_samples, open_dataset
 
     open_dataset(dataset_dir)
     cm = np.zeros((N_CLASSES, N_CLASSES), np.int64)
+    match = np.zeros(4, np.int64)
     per_sample: list[dict[str, Any]] = []
     for k, sample in enumerate(iter_samples(dataset_dir, include_discarded=False)):
         if limit is not None and k >= limit:
@@ -383,15 +417,18 @@ def evaluate_segmentation(segmenter: Segmenter, dataset_dir: str | Path, limit: 
         pred = segmenter.predict(sample.image())
         one = confusion(pred, truth)
         cm += one
+        counts = curve_match_counts(pred, truth)
+        match += counts
         ious = {f"iou_{n}": float(v) for n, v in zip(CLASS_NAMES, iou_from_confusion(one))}
-        per_sample.append({"id": sample.id, "layout": sample.meta.get("layout"), **ious})
+        per_sample.append({"id": sample.id, "layout": sample.meta.get("layout"), **ious,
+                           "curve_f1_1px": curve_f1_from_counts(counts)["curve_f1_1px"]})
         if on_sample is not None:
             on_sample(sample.id, ious)
     if not per_sample:
         from .dataset import DatasetError
 
         raise DatasetError(f"{dataset_dir} has no samples to evaluate (all discarded or none complete).")
-    result: dict[str, Any] = {"n_samples": len(per_sample), **summarize_confusion(cm)}
+    result: dict[str, Any] = {"n_samples": len(per_sample), **summarize_confusion(cm), **curve_f1_from_counts(match)}
     curve = np.array([s[f"iou_{CLASS_NAMES[CURVE]}"] for s in per_sample], np.float64)
     result["curve_iou_median"] = float(np.nanmedian(curve))
     result["curve_iou_p10"] = float(np.nanpercentile(curve, 10))

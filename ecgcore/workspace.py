@@ -22,6 +22,10 @@ PRESETS = "presets"
 JOBS = "jobs"
 UPLOADS = "uploads"
 SCREENSHOTS = "screenshots"
+BACKGROUNDS = "backgrounds"  # the user's photos of surfaces, for the 'folder' background
+CROPS = "crops"  # per-lead segmentation crops (pipelines.build_crops)
+CLASS_SETS = "classification_sets"  # prototype-style classification images (pipelines.build_classification_set)
+EVALUATIONS = "evaluations"  # JSON results of pipelines.evaluate
 
 # A user-given name is one path component of ordinary characters: letters, digits, '.', '_', '-', ' ', '+'.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 ._+\-]{0,119}$")
@@ -53,7 +57,7 @@ def check_name(user_name: str, what: str = "name") -> str:
     name = (user_name or "").strip()
     if not name:
         raise WorkspaceError(f"the {what} is empty; type a name such as 'my-dataset'.")
-    if "/" in name or "\\" in name or "\x00" in name or name in (".", "..") or ".." in name.split("."):
+    if "/" in name or "\\" in name or "\x00" in name or ".." in name:
         raise WorkspaceError(f"the {what} {user_name!r} contains a path; use a plain name without '/', '\\' or '..'.")
     if not _NAME_RE.match(name):
         raise WorkspaceError(
@@ -86,7 +90,12 @@ def confine(root: str | os.PathLike, path: str | os.PathLike, what: str = "path"
     return resolved
 
 
+def list_folders(kind: str, marker: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders under the workspace's ``kind`` folder that hold a ``marker`` file (what makes them complete), by name."""
+    folder = subdir(kind, root)
+    return sorted(p for p in folder.iterdir() if (p / marker).is_file())
+
+
 def list_datasets(root: str | os.PathLike | None = None) -> list[Path]:
     """PTB-V dataset folders (those with a dataset.json) under the workspace's datasets folder, by name."""
-    folder = subdir(DATASETS, root)
-    return sorted(p for p in folder.iterdir() if (p / "dataset.json").is_file())
+    return list_folders(DATASETS, "dataset.json", root)

@@ -107,3 +107,10 @@ def test_pdf_integrates_to_one_and_marks_constants():
         assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.05), name
     x, y = pdf(PARAMS["jpeg_quality"], PARAMS["jpeg_quality"].default)
     assert y.argmax() == np.abs(x - 95).argmin()
+
+
+def test_categorical_constant_round_trips():
+    preset = Preset.from_json({"background": "wood"})
+    again = Preset.from_json(json.loads(json.dumps(preset.to_json())))
+    assert again.dists["background"] == preset.dists["background"]
+    assert again.sample(1)["background"] == "wood"

@@ -1,0 +1,189 @@
+"""Curation's model, without Streamlit: the samples table, quality scores, the "suspect" rule, and class counts.
+
+Scores are computed by a background job (``python -m pipelines.score_dataset --data DIR``) and kept beside the
+samples: ``DIR/scores.csv`` (one row per sample) and ``DIR/scores/`` (each sample's predicted class map and digitised
+signal, for the detail view). The page only reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .constants import CURVE, LABELS
+from .dataset import discarded_ids, iter_samples, read_decisions
+
+SCORES_FILE = "scores.csv"
+SCORES_DIR = "scores"
+SCORE_COLUMNS = ("id", "seg_iou", "snr_db", "snr_from", "confidence", "p_true", "predicted", "ink_contrast",
+                 "scored_with", "error")
+# Parameters of the synthesis worth seeing in the table (the usual culprits of unreadable samples).
+PARAM_COLUMNS = ("rotation_angle", "shadow_alpha", "white_noise_sd", "white_noise_p", "blur_factor", "motion_blur",
+                 "jpeg_quality")
+
+
+@dataclass(frozen=True)
+class SuspectRule:
+    """A sample is suspect when any available score is on the bad side of its threshold."""
+
+    min_seg_iou: float = 0.5  # curve IoU of the predicted mask against the truth
+    min_snr_db: float = 3.0  # digitisation SNR against the source signal (median over leads)
+    min_p_true: float = 0.10  # classifier probability of the sample's own label
+    min_ink_contrast: float = 0.12  # curve ink vs surrounding paper, 0..1 (shadows, flash, noise wash it out)
+
+    def reasons(self, row: dict[str, Any]) -> list[str]:
+        out = []
+        checks = (("seg_iou", self.min_seg_iou, "segmentation IoU {v:.2f} < {t}"),
+                  ("snr_db", self.min_snr_db, "SNR {v:.1f} dB < {t}"),
+                  ("p_true", self.min_p_true, "p(own label) {v:.2f} < {t}"),
+                  ("ink_contrast", self.min_ink_contrast, "ink contrast {v:.2f} < {t}"))
+        for column, threshold, text in checks:
+            value = row.get(column)
+            if value is not None and isinstance(value, (int, float)) and math.isfinite(value) and value < threshold:
+                out.append(text.format(v=value, t=threshold))
+        error = row.get("error")
+        if isinstance(error, str) and error:
+            out.append(error)
+        return out
+
+
+def ink_contrast(rgb: np.ndarray, mask: np.ndarray, ring_px: int = 4) -> float:
+    """How much darker the ECG curve is than the paper right around it, 0..1 (NaN when no curve is visible).
+
+    Local (a ring a few pixels around the curve), so an even shadow does not count against a sample, but a flash,
+    heavy noise or blur that washes the trace into the paper does.
+    """
+    curve = (mask == CURVE).astype(np.uint8)
+    if curve.sum() < 50:
+        return float("nan")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring_px + 1, 2 * ring_px + 1))
+    near = cv2.dilate(curve, kernel).astype(bool)
+    ring = near & (mask == 0)
+    if ring.sum() < 50:
+        return float("nan")
+    return float((np.median(gray[ring]) - np.median(gray[curve.astype(bool)])) / 255.0)
+
+
+def scores_path(folder: str | Path) -> Path:
+    return Path(folder) / SCORES_FILE
+
+
+def pred_mask_path(folder: str | Path, sid: str) -> Path:
+    return Path(folder) / SCORES_DIR / f"{sid}_pred.png"
+
+
+def digitized_path(folder: str | Path, sid: str) -> Path:
+    return Path(folder) / SCORES_DIR / f"{sid}_dig.npz"
+
+
+def read_scores(folder: str | Path) -> pd.DataFrame:
+    """The scores CSV (empty frame with the score columns when the dataset was not scored yet)."""
+    path = scores_path(folder)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+    df = pd.read_csv(path, dtype={"id": str}, on_bad_lines="skip")
+    return df
+
+
+def sample_rows(folder: str | Path) -> pd.DataFrame:
+    """One row per complete sample (discarded ones included): label, layout, key parameters and the scores."""
+    folder = Path(folder)
+    rows = []
+    for sample in iter_samples(folder, include_discarded=True):
+        params = sample.meta.get("params", {})
+        rows.append({"id": sample.id, "label": sample.label, "layout": sample.meta.get("layout", ""),
+                     **{p: params.get(p) for p in PARAM_COLUMNS}})
+    table = pd.DataFrame(rows, columns=["id", "label", "layout", *PARAM_COLUMNS])
+    scores = read_scores(folder)
+    if len(scores):
+        keep = [c for c in SCORE_COLUMNS if c in scores.columns]
+        table = table.merge(scores[keep].drop_duplicates("id", keep="last"), on="id", how="left")
+    for column in SCORE_COLUMNS[1:]:
+        if column not in table.columns:
+            table[column] = np.nan
+    return table.sort_values("id").reset_index(drop=True)
+
+
+def apply_curation(table: pd.DataFrame, discarded: set[str], rule: SuspectRule | None = None) -> pd.DataFrame:
+    """The table with the current decisions (``discarded``) and the suspect flag under ``rule``."""
+    rule = rule or SuspectRule()
+    table = table.copy()
+    table.insert(3, "discarded", table["id"].isin(discarded))
+    reasons = [rule.reasons(row) for row in table.to_dict("records")]
+    table.insert(4, "suspect", [bool(r) for r in reasons])
+    table["why"] = ["; ".join(r) for r in reasons]
+    return table
+
+
+def samples_table(folder: str | Path, rule: SuspectRule | None = None) -> pd.DataFrame:
+    """sample_rows with the dataset's current curation decisions and suspect flags, sorted by id."""
+    return apply_curation(sample_rows(folder), discarded_ids(folder), rule)
+
+
+def worst_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Suspects first, then by the weakest available score (lowest IoU, SNR, own-label probability, contrast)."""
+    keys = pd.DataFrame(index=table.index)
+    keys["suspect"] = ~table["suspect"]
+    for column in ("seg_iou", "snr_db", "p_true", "ink_contrast"):
+        keys[column] = pd.to_numeric(table[column], errors="coerce").fillna(np.inf)
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return table.loc[order]
+
+
+def class_counts(table: pd.DataFrame) -> tuple[dict[str, int], dict[str, int]]:
+    """Samples per class before curation (all) and after (not discarded)."""
+    before = table["label"].value_counts().to_dict()
+    after = table.loc[~table["discarded"], "label"].value_counts().to_dict()
+    return {k: int(v) for k, v in before.items()}, {k: int(v) for k, v in after.items()}
+
+
+def threshold_ids(table: pd.DataFrame, column: str, threshold: float, below: bool = True) -> list[str]:
+    """Ids whose ``column`` is below (or above) ``threshold``; samples without that score are never selected."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    chosen = values < threshold if below else values > threshold
+    return table.loc[chosen.fillna(False), "id"].tolist()
+
+
+def history_table(folder: str | Path, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest curation decisions, newest first, for people to see who did what."""
+    out = []
+    for entry in reversed(read_decisions(folder)[-limit:]):
+        out.append({"time": entry.get("time", "")[:19].replace("T", " "), "id": entry["id"],
+                    "decision": entry["decision"], "reason": entry.get("reason", ""), "by": entry.get("by", "")})
+    return out
+
+
+def load_digitized(folder: str | Path, sid: str) -> dict[str, Any] | None:
+    """The digitised signal saved by the scoring job: {'signal': (n, 12), 'fs': float, 'layout': str}."""
+    path = digitized_path(folder, sid)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {"signal": data["signal"].astype(np.float32), "fs": float(data["fs"]), "layout": str(data["layout"])}
+
+
+def save_digitized(folder: str | Path, sid: str, signal: np.ndarray, fs: float, layout: str) -> None:
+    path = digitized_path(folder, sid)
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(tmp, signal=np.asarray(signal, np.float16), fs=np.float64(fs), layout=np.str_(layout))
+    tmp.replace(path)
+
+
+def labels_in_order(counts: dict[str, int]) -> list[str]:
+    return [lab for lab in (*LABELS, "synthetic") if lab in counts]
+
+
+def dataset_info(folder: str | Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(folder) / "dataset.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,280 @@
+"""Classify: a photo of a paper ECG -> segmentation -> digitised 12 leads -> probabilities, with honest limits."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+st.set_page_config(page_title="Classify - ECG Lab", page_icon="🩺", layout="wide")
+
+from ecgcore.errors import DigitizationError, ModelError  # noqa: E402
+from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
+from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
+from ecgcore.ui_home import flatten_numbers  # noqa: E402
+from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, probabilities_figure  # noqa: E402
+from ecgcore.ui_report import BOX_COLUMNS, annotate_photo, boxes_to_rows, report, rows_to_boxes, signal_csv, wfdb_zip  # noqa: E402
+from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
+from pages import load_active_models, release_memory, shared_images_dir  # noqa: E402
+
+try:
+    from ecgcore.analyze import DISCLAIMER
+except ImportError:  # the page must show the disclaimer even when the analysis module is absent
+    DISCLAIMER = ("Research demonstration only: this is not medical advice and not a medical device. In an "
+                  "emergency, call your local emergency number. The network always outputs some probability for "
+                  "every class, even for images unlike those it was trained on.")
+
+state = st.session_state
+st.title("Classify an ECG photo")
+st.warning(DISCLAIMER, icon="⚠️")
+with st.sidebar:
+    st.caption("⚠️ Not medical advice. In an emergency, call your local emergency number. The model always gives "
+               "every class some probability.")
+
+
+# --- input ---------------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=4, show_spinner=False)
+def synthetic_example(seed: int) -> bytes:
+    """A PTB-V photo made now from the built-in synthetic signal (JPEG bytes), so the page works with no data."""
+    from ecgcore.photo import synthesize_photo
+    from ecgcore.signals import synthetic_record
+
+    return synthesize_photo(synthetic_record(seed), seed=seed).jpeg
+
+
+source = st.radio("Photo", ["Upload", "Pick a sample"], horizontal=True, key="cls_source")
+name, data = None, None
+if source == "Upload":
+    upload = st.file_uploader("Photo of a paper ECG (JPEG, PNG, BMP, TIFF or WebP)", type=list(UPLOAD_TYPES),
+                              key="cls_upload", help="Processed in memory; nothing is stored unless you save it.")
+    if upload is not None:
+        name, data = upload.name, upload.getvalue()
+else:
+    options: dict[str, Path | int] = {"synthetic example (made now, seed 11)": 11}
+    images = shared_images_dir()
+    if images is not None:
+        for path in sorted(images.iterdir()):
+            if path.suffix.lower().lstrip(".") in UPLOAD_TYPES:
+                options[f"real photo: {path.name}"] = path
+    for folder in list_datasets(workspace_root())[:10]:
+        for path in sorted(folder.glob("[0-9]*.jpg"))[:5]:
+            options[f"{folder.name}: {path.name}"] = path
+    choice = st.selectbox("Sample", list(options), key="cls_pick")
+    value = options[choice]
+    name = choice
+    data = synthetic_example(value) if isinstance(value, int) else value.read_bytes()
+
+layout = st.selectbox("Layout", ["auto", *LAYOUT_NAMES], key="cls_layout",
+                      help="auto detects the printout layout; choose one if detection gets it wrong.")
+if data is None:
+    st.info("Upload a photo, or pick a sample, to start.")
+    st.stop()
+
+try:
+    loaded = read_image(data, name=name)
+except ImageError as exc:
+    st.error(str(exc))
+    st.stop()
+rgb = loaded.rgb
+for note in loaded.notes:
+    st.caption(note)
+digest = hashlib.sha1(data).hexdigest()[:16]
+
+if source == "Upload":
+    with st.expander("Save this upload to the workspace"):
+        save_name = st.text_input("File name", value=Path(name).name, key="cls_save_name")
+        if st.button("Save", key="cls_save"):
+            try:
+                path = safe_join(subdir(UPLOADS), save_name, what="file name")
+                path.write_bytes(data)
+                st.success(f"Saved as {path.name} in the workspace uploads folder.")
+            except WorkspaceError as exc:
+                st.error(str(exc))
+
+
+# --- analysis ------------------------------------------------------------------------------------------------
+STEP_TEXT = {"segment": "Segmenting grid and trace", "digitize": "Digitising the 12 leads",
+             "classify": "Classifying", "explain": "Explaining (attribution)", "done": "Done"}
+
+
+def run_analysis(rgb: np.ndarray, layout: str):
+    """analyze_photo with a progress bar; returns (analysis, None) or (None, (kind, sentence))."""
+    try:
+        from ecgcore.analyze import analyze_photo
+    except ImportError as exc:
+        return None, ("missing", f"the analysis module is not installed in this checkout ({exc}).")
+    bar = st.progress(0.0, text="Loading the models...")
+
+    def on_step(step: str, fraction: float) -> None:
+        bar.progress(min(1.0, fraction), text=STEP_TEXT.get(step, step))
+
+    try:
+        segmenter, classifiers = load_active_models(workspace_root())  # the Home page's choice, cached
+        # The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
+        analysis = analyze_photo(rgb, layout=layout, on_step=on_step, segmenter=segmenter, classifiers=classifiers,
+                                 explain=False)
+    except ModelError as exc:
+        return None, ("missing", str(exc))
+    except ImportError as exc:
+        return None, ("missing", f"a model module is not installed in this checkout ({exc}).")
+    except DigitizationError as exc:
+        return None, ("no-ecg", str(exc))
+    except Exception as exc:  # whatever else breaks, a person gets a sentence, never a traceback
+        return None, ("error", f"the analysis failed unexpectedly ({type(exc).__name__}: {exc}).")
+    finally:
+        bar.empty()
+        release_memory()
+    return analysis, None
+
+
+class KnownClassMap:
+    """A segmenter that returns the class map already computed, so explaining does not segment twice."""
+
+    def __init__(self, class_map: np.ndarray):
+        self.class_map = class_map
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        return self.class_map
+
+
+def explain_analysis(analysis):
+    """The same analysis with the attributions (signal model per lead and time; image model on the photo)."""
+    from ecgcore.analyze import analyze_photo
+
+    _, classifiers = load_active_models(workspace_root())
+    with st.spinner("Computing where the models looked..."):
+        explained = analyze_photo(rgb, layout=layout, segmenter=KnownClassMap(analysis.class_map),
+                                  classifiers=classifiers, explain=True)
+    explained.timings_ms = {**analysis.timings_ms, "explain": explained.timings_ms.get("explain", 0.0)}
+    return explained
+
+
+key = (digest, layout)
+if state.get("cls_key") != key:
+    state["cls_key"] = key
+    state["cls_result"] = run_analysis(rgb, layout)
+    state.pop("cls_override", None)
+analysis, problem = state["cls_result"]
+if problem is not None and problem[0] != "no-ecg":
+    state.pop("cls_key")  # models may be installed, or the glitch gone, by the next run: try again then
+
+if problem is not None:
+    kind, sentence = problem
+    left, right = st.columns([2, 1])
+    left.image(rgb, caption=name, output_format="JPEG")
+    with right:
+        if kind == "missing":
+            st.error(f"Model missing: {sentence}", icon="🧩")
+            st.markdown("No verdict is shown without the models. The Home page lists which weights are installed; "
+                        "the Jobs page trains them (`train_segmentation`, `train_classifier`), or restore the "
+                        "shipped `weights/*.safetensors`.")
+        elif kind == "no-ecg":
+            st.warning(f"{sentence[:1].upper()}{sentence[1:]}", icon="🔍")
+            st.markdown("No diagnosis is given for an image in which no ECG could be read. Try a sharper, "
+                        "straighter photo that shows the whole printout, or choose the layout by hand.")
+        else:
+            st.error(f"{sentence[:1].upper()}{sentence[1:]}", icon="⚠️")
+            st.markdown("No verdict is shown. Try another photo; if it keeps happening, the Jobs page's logs and "
+                        "`python -m pipelines.classify IMAGE` show more.")
+    if st.button("Try again", key="cls_retry"):
+        state.pop("cls_key", None)
+        st.rerun()
+    st.stop()
+
+if (state.get("cls_attr") or state.get("cls_show_heat")) and analysis.signal_attribution is None:
+    analysis = explain_analysis(analysis)
+    state["cls_result"] = (analysis, None)
+dig = analysis.digitized
+probabilities, prediction = analysis.probabilities, analysis.prediction
+override = state.get("cls_override")
+if override is not None:
+    dig, probabilities, prediction = override
+
+# --- verdict -------------------------------------------------------------------------------------------------
+v1, v2 = st.columns([1, 1.4])
+with v1:
+    st.subheader(f"Model output: {LABEL_TITLES.get(prediction, prediction)}")
+    st.plotly_chart(probabilities_figure(probabilities), key="cls_probs", config={"displayModeBar": False})
+    st.caption("Calibrated probabilities of the signal model (the stronger one, see its model card). "
+               "They always sum to 100%, also for photos unlike the training data.")
+    for note in analysis.notes:
+        st.caption(f"Note: {note}")
+with v2:
+    rows = []
+    for model, info in analysis.models.items():
+        if not isinstance(info, dict):
+            continue
+        probs = analysis.model_probabilities.get(model, {})
+        rows.append({"model": model, **{LABEL_TITLES[k]: f"{v:.0%}" for k, v in probs.items()},
+                     **{k: v for k, v in info.items() if isinstance(v, (int, float, str)) and k != "probabilities"},
+                     **{k: round(v, 3) for k, v in flatten_numbers(info.get("test_metrics", {})).items()}})
+    if rows:
+        st.markdown("**Models and their validation metrics** (from the model cards)")
+        st.dataframe(rows, hide_index=True)
+    st.caption("Timings: " + ", ".join(f"{k} {v:.0f} ms" for k, v in analysis.timings_ms.items()))
+
+# --- photo with detections, and box correction ---------------------------------------------------------------
+st.subheader("What was found on the photo")
+p1, p2 = st.columns([1.6, 1])
+with p2:
+    show_seg = st.toggle("Segmentation (grid and trace)", value=True, key="cls_show_seg")
+    show_heat = st.toggle("What the image model looked at", value=False, key="cls_show_heat",
+                          disabled=analysis.classification_image is None,
+                          help=None if analysis.classification_image is not None else "the image model is not installed")
+    st.markdown(f"Layout **{dig.layout}**, rotation **{dig.rotation_deg:+.1f} deg**, "
+                f"**{dig.px_per_mm:.2f} px/mm**, {len(dig.leads)} lead boxes.")
+    quality = getattr(dig, "quality", {}) or {}
+    if override is not None and not quality.get("ok", True):  # the automatic result says so in its notes
+        st.warning("The digitisation quality checks flagged problems: compare the leads with the photo.")
+    with st.expander("Correct the lead boxes"):
+        st.caption("Edit a box's centre, size or angle (pixels of the photo) or its seconds, then re-digitise.")
+        edited = st.data_editor(boxes_to_rows(dig.leads), num_rows="dynamic", key=f"cls_boxes_{digest}",
+                                column_order=BOX_COLUMNS, hide_index=True)
+        if st.button("Re-digitise with these boxes", key="cls_redigitize"):
+            try:
+                from ecgcore.digitize import digitize
+
+                boxes = rows_to_boxes(edited)
+                new_dig = digitize(analysis.class_map, layout=dig.layout, fs=int(dig.fs), lead_boxes=boxes)
+                new_probs = load_active_models(workspace_root())[1].predict_signal(new_dig)
+                state["cls_override"] = (new_dig, new_probs, max(new_probs, key=new_probs.get))
+                st.rerun()
+            except (ValueError, ImportError) as exc:  # DigitizationError and ModelError are ValueErrors
+                st.error(str(exc))
+        if override is not None and st.button("Back to the automatic boxes", key="cls_reset_boxes"):
+            state.pop("cls_override", None)
+            st.rerun()
+with p1:
+    annotated = annotate_photo(rgb, analysis.class_map if show_seg else None, dig.leads, dig.rotation_deg,
+                               analysis.image_attribution if show_heat else None)
+    st.image(annotated, output_format="JPEG", caption=f"{name} - {rgb.shape[1]}x{rgb.shape[0]} px")
+
+# --- the digitised leads -----------------------------------------------------------------------------------------
+st.subheader("Digitised 12 leads")
+show_attr = st.toggle("Shade where the signal model looked (attribution for MI)", value=False, key="cls_attr",
+                      disabled=override is not None,
+                      help="Integrated gradients towards MI; not available for hand-corrected boxes.")
+st.plotly_chart(ecg_paper_figure(dig.signal, dig.fs,
+                                 attribution=analysis.signal_attribution if show_attr and override is None else None),
+                key="cls_leads", config={"displayModeBar": False})
+if analysis.classification_image is not None:
+    with st.expander("The image model's input (prototype-style segmentation image)"):
+        st.image(analysis.classification_image, width=420)
+
+# --- downloads ------------------------------------------------------------------------------------------------
+st.subheader("Downloads")
+stem = Path(name).stem.replace(" ", "_")[:40] if name else "ecg"
+d1, d2, d3, d4 = st.columns(4)
+d1.download_button("Signal (CSV)", lambda: signal_csv(dig.signal, dig.fs), file_name=f"{stem}.csv", mime="text/csv",
+                   key="cls_dl_csv")
+d2.download_button("Record (WFDB, zip)", lambda: wfdb_zip(dig, stem), file_name=f"{stem}_wfdb.zip",
+                   mime="application/zip", key="cls_dl_wfdb")
+d3.download_button("Report (PNG)", lambda: report(annotated, dig.signal, dig.fs, probabilities, prediction, DISCLAIMER,
+                                                  analysis.models, "png", f"ECG Lab report - {name}"),
+                   file_name=f"{stem}_report.png", mime="image/png", key="cls_dl_png")
+d4.download_button("Report (PDF)", lambda: report(annotated, dig.signal, dig.fs, probabilities, prediction, DISCLAIMER,
+                                                  analysis.models, "pdf", f"ECG Lab report - {name}"),
+                   file_name=f"{stem}_report.pdf", mime="application/pdf", key="cls_dl_pdf")
+st.caption(DISCLAIMER)

@@ -1,0 +1,116 @@
+"""Streamlit helpers shared by the pages (Streamlit does not list ``__init__.py`` as a page).
+
+Heavy objects are cached once per server process (``st.cache_resource``): PTB-XL metadata, models. Everything else
+lives in ``ecgcore``; the pages stay thin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ecgcore.signals import DataSourceError, EcgRecord, PtbXl, default_ptbxl_dir, synthetic_record
+
+PAGE_STUDIO = "pages/1_Augmentation_Studio.py"
+PAGE_JOBS = "pages/2_Jobs.py"
+PAGE_CURATION = "pages/3_Curation.py"
+PAGE_CLASSIFY = "pages/4_Classify.py"
+
+
+@st.cache_resource(show_spinner="Reading PTB-XL metadata...")
+def ptbxl(root: str) -> PtbXl:
+    """PTB-XL with its metadata parsed once per server process."""
+    db = PtbXl(root)
+    _ = db.metadata
+    return db
+
+
+def ptbxl_or_none() -> tuple[PtbXl | None, str]:
+    """The configured PTB-XL (``$ECGLAB_PTBXL``), or None and a sentence saying why not."""
+    root = default_ptbxl_dir()
+    if root is None:
+        return None, "PTB-XL is not configured: set ECGLAB_PTBXL to a PTB-XL 1.0.3 folder (./download_datasets.sh fetches it)."
+    try:
+        return ptbxl(str(root)), ""
+    except DataSourceError as exc:
+        return None, str(exc)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def ptbxl_record(root: str, ecg_id: int, fs: int = 100) -> EcgRecord:
+    return ptbxl(root).record(int(ecg_id), fs=fs)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def synthetic(seed: int, fs: int = 100) -> EcgRecord:
+    return synthetic_record(int(seed), fs=fs)
+
+
+def shared_images_dir() -> Path | None:
+    """The folder of real ECG photos offered as samples ($ECGLAB_REAL_IMAGES, else ../shared/data/real-ecg-images)."""
+    import os
+
+    value = os.environ.get("ECGLAB_REAL_IMAGES")
+    folder = Path(value) if value else Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ecg-images"
+    return folder if folder.is_dir() else None
+
+
+def _stamp(path: str | None) -> float | None:
+    import os
+
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the classifiers...")
+def _load_classifiers(signal: str | None, image: str | None, stamps: tuple):
+    from ecgcore.classify import load_classifiers
+
+    return load_classifiers(signal, image)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the segmentation model...")
+def _load_segmenter(segmentation: str | None, stamp: float | None):
+    from ecgcore.segmentation import load_segmenter
+
+    return load_segmenter(segmentation)
+
+
+def _load_models(segmentation: str | None, signal: str | None, image: str | None, stamps: tuple):
+    """(segmenter, classifiers), each loaded once per server process and weights file (``stamps`` change when a
+    file is replaced, so new weights are picked up without a restart). Failures are not cached, so weights that
+    appear later are found on the next try; the classifiers are loaded first, as analyze_photo does."""
+    classifiers = _load_classifiers(signal, image, stamps[1:])
+    return _load_segmenter(segmentation, stamps[0]), classifiers
+
+
+def load_active_models(workspace: Path):
+    """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers).
+
+    Raises ModelError (weights missing or corrupt) or ImportError (a model module absent from this checkout).
+    """
+    from ecgcore.classify import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS
+    from ecgcore.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
+    from ecgcore.ui_home import read_active
+
+    active = read_active(workspace)
+    paths = (active["segmentation"] or str(DEFAULT_SEGMENTATION_WEIGHTS), active["signal"] or str(DEFAULT_SIGNAL_WEIGHTS),
+             active["image"])
+    image_stamp = _stamp(active["image"] or str(DEFAULT_IMAGE_WEIGHTS))
+    return _load_models(*paths, (_stamp(paths[0]), _stamp(paths[1]), image_stamp))
+
+
+def release_memory() -> None:
+    """Give the memory freed after an analysis back to the OS (glibc keeps freed heap otherwise): the segmentation
+    network's activations for a large photo are hundreds of MB that are used once per upload."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:  # not glibc (e.g. musl): nothing to trim
+            pass

@@ -1,0 +1,91 @@
+"""Classify photos of paper ECGs: normal, non-MI abnormality or myocardial infarction.
+
+    python -m pipelines.classify IMAGE... [--json] [--layout auto|seed-3x4|3x4+II|6x2|12x1]
+
+Each image is segmented, digitised and classified (ecgcore.analyze). With --json, one JSON object per image on
+stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization"}, or
+{"image", "error": "one sentence"}; the exit code is non-zero when any image failed. Research use only: not medical
+advice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ecgcore.analyze import DISCLAIMER, LABEL_NAMES_FOR_PEOPLE, analyze_photo, default_classifiers, default_segmenter
+from ecgcore.errors import USER_ERRORS
+from ecgcore.imageio import read_image
+from ecgcore.layouts import LAYOUT_NAMES
+from ecgcore.progress import Reporter
+
+from ._cli import run
+
+EXIT_SOME_FAILED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipelines.classify", description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos or scans of paper ECGs")
+    p.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    p.add_argument("--layout", default="auto", choices=("auto", *LAYOUT_NAMES), help="paper layout (default: detect)")
+    p.add_argument("--signal-weights", type=Path, help="signal classifier .safetensors (default: shipped)")
+    p.add_argument("--image-weights", type=Path, help="image classifier .safetensors (default: shipped, if present)")
+    p.add_argument("--segmentation-weights", type=Path, help="segmentation .safetensors (default: shipped)")
+    return p
+
+
+def _error_sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text[0].upper() + text[1:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results: list[dict] = []
+    models_error: str | None = None
+    try:
+        classifiers = default_classifiers(str(args.signal_weights) if args.signal_weights else None,
+                                          str(args.image_weights) if args.image_weights else None)
+        segmenter = default_segmenter(str(args.segmentation_weights) if args.segmentation_weights else None)
+    except USER_ERRORS as exc:
+        # Without models no image can be classified: each image gets the same sentence.
+        models_error = _error_sentence(exc)
+    reporter = Reporter(total=len(args.images), desc="classifying", unit="image", disable=True if args.json else None)
+    for path in args.images:
+        try:
+            rgb = read_image(path).rgb  # a bad file is named as such even when the models are missing
+            if models_error is not None:
+                result = {"image": str(path), "error": models_error}
+            else:
+                analysis = analyze_photo(rgb, layout=args.layout, segmenter=segmenter, classifiers=classifiers,
+                                         explain=False)
+                result = analysis.to_json(str(path))
+        except USER_ERRORS as exc:
+            result = {"image": str(path), "error": _error_sentence(exc)}
+        results.append(result)
+        _emit(result, args.json)
+        reporter.advance(1, message=path.name)
+    reporter.close()
+    if not args.json:
+        print(DISCLAIMER, file=sys.stderr)
+    return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result), flush=True)
+        return
+    if "error" in result:
+        print(f"{result['image']}: error: {result['error']}", flush=True)
+        return
+    probs = ", ".join(f"{LABEL_NAMES_FOR_PEOPLE[k]} {v:.0%}" for k, v in result["probabilities"].items())
+    dig = result["digitization"]
+    print(f"{result['image']}: {LABEL_NAMES_FOR_PEOPLE[result['prediction']]} ({probs}); layout {dig['layout']}, "
+          f"{len(dig['leads_found'])} leads read", flush=True)
+
+
+if __name__ == "__main__":
+    run(main)

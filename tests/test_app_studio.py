@@ -1,0 +1,154 @@
+"""The Augmentation Studio, driven through Streamlit's AppTest: every schema parameter has its widgets, a slider move
+re-renders the preview within budget, presets save / load / refuse bad input, and the hand-over to Jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ecgcore.params import SCHEMA
+
+STUDIO = "pages/1_Augmentation_Studio.py"
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECGLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.delenv("ECGLAB_PTBXL", raising=False)
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.switch_page(STUDIO).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _ms(at, label):
+    return float(re.match(r"(\d+) ms", next(m.value for m in at.metric if m.label.startswith(label))).group(1))
+
+
+def test_every_schema_parameter_has_a_widget_grouped_by_stage(studio):
+    keys = {w.key for w in [*studio.selectbox, *studio.multiselect, *studio.slider] if w.key}
+    for param in SCHEMA:
+        part = "options" if param.categorical else "kind"
+        assert f"p:{param.name}:{part}" in keys, param.name
+    assert studio.selectbox(key="p:rotation_angle:kind").value == "normal"
+    assert studio.slider(key="p:rotation_angle:mu").value == 0.0
+    assert studio.selectbox(key="p:rotation_angle:kind").help.startswith("Counter-clockwise rotation")
+    stage_titles = [e.label for e in studio.sidebar.expander]
+    assert "Paper geometry" in stage_titles and "Sensor noise and compression" in stage_titles
+    assert [t.label for t in studio.tabs] == ["Distributions", "Grid of draws", "Diff vs defaults",
+                                              "Presets and dataset"]
+
+
+def test_a_slider_move_re_renders_the_preview_and_shows_the_time(studio):
+    before = studio.image[0].value
+    studio.slider(key="p:rotation_angle:mu").set_value(20.0).run()
+    assert not studio.exception
+    assert studio.image[0].value != before
+    # Measured and shown; the 250 ms budget is for the preview re-render on the 2-core machine, with headroom
+    # here because the test machine is shared with other jobs.
+    assert 0 < _ms(studio, "Re-render") < 1500
+    assert _ms(studio, "Whole page run") > 0
+    diff = studio.dataframe[0].value
+    assert diff["parameter"].tolist() == ["rotation_angle"]
+    assert "mu=20" in diff["current"].iloc[0]
+
+
+def test_switching_the_distribution_kind_offers_its_own_arguments(studio):
+    studio.selectbox(key="p:shadow_alpha:kind").set_value("uniform").run()
+    low, high = studio.slider(key="p:shadow_alpha:range").value
+    assert 0.0 <= low < high <= 1.0
+    studio.selectbox(key="p:jpeg_quality:kind").set_value("constant").run()
+    assert studio.slider(key="p:jpeg_quality:value").value == 95
+
+
+def test_grid_of_draws_on_demand(studio):
+    studio.slider(key="studio_k").set_value(3).run()
+    n_images = len(studio.image)
+    studio.button(key="studio_draw").click().run()
+    assert len(studio.image) == n_images + 3
+    assert any("3 draws in" in c.value for c in studio.caption)
+
+
+def test_presets_save_load_and_refuse_bad_files(studio, tmp_path):
+    studio.slider(key="p:white_noise_sd:mu").set_value(40.0).run()
+    studio.text_input(key="studio_preset_name").input("noisy").run()
+    studio.button(key="studio_save").click().run()
+    saved = tmp_path / "ws" / "presets" / "noisy.json"
+    assert json.loads(saved.read_text())["params"]["white_noise_sd"] == {"dist": "normal", "mu": 40.0, "sd": 5.0}
+
+    studio.button(key="studio_reset").click().run()
+    assert studio.slider(key="p:white_noise_sd:mu").value == 20.0
+    studio.selectbox(key="studio_saved").set_value("noisy.json").run()
+    studio.button(key="studio_load_saved").click().run()
+    assert studio.slider(key="p:white_noise_sd:mu").value == 40.0
+
+    bad = json.dumps({"rotation_angle": {"dist": "normal", "mu": 99, "sd": 1}}).encode()
+    studio.file_uploader(key="studio_upload").set_value(("bad.json", bad, "application/json")).run()
+    studio.button(key="studio_load_upload").click().run()
+    assert any("rotation_angle" in e.value and "out of range" in e.value for e in studio.error)
+    assert studio.slider(key="p:white_noise_sd:mu").value == 40.0  # nothing changed
+
+
+def test_a_preset_name_with_a_path_is_refused(studio, tmp_path):
+    studio.text_input(key="studio_preset_name").input("../../evil").run()
+    studio.button(key="studio_save").click().run()
+    assert any("preset name" in e.value for e in studio.error)
+    assert not list((tmp_path / "ws").rglob("evil*"))
+
+
+def test_generate_a_dataset_hands_over_to_jobs(studio, tmp_path):
+    studio.slider(key="p:rotation_angle:sd").set_value(4.0).run()
+    studio.text_input(key="studio_ds_name").input("rotated").run()
+    studio.button(key="studio_to_jobs").click().run()
+    assert not studio.exception, [e.value for e in studio.exception]
+    assert studio.text_input(key="gen_name").value == "rotated"
+    preset = json.loads((tmp_path / "ws" / "presets" / "rotated.json").read_text())
+    assert preset["params"]["rotation_angle"]["sd"] == 4.0
+    assert any("rotated.json" in i.value for i in studio.info)
+
+
+def test_folder_background_uses_the_workspace_photos_or_says_what_is_missing(studio, tmp_path):
+    studio.multiselect(key="p:background:options").set_value(["folder"]).run()
+    assert not studio.exception
+    assert any("backgrounds" in w.value and "folder" in w.value for w in studio.warning)
+    assert studio.image  # the preview still renders, without 'folder'
+
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "ws" / "backgrounds"
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "table.png"), np.full((300, 400, 3), (40, 90, 160), np.uint8))
+    studio.run()
+    assert not studio.warning and not studio.exception
+    assert studio.dataframe[0].value["parameter"].tolist() == ["background"]
+
+
+def test_ptbxl_records_can_be_the_source(tmp_path, monkeypatch, ptbxl_dir):
+    monkeypatch.setenv("ECGLAB_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("ECGLAB_PTBXL", str(ptbxl_dir))
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.switch_page(STUDIO).run()
+    at.radio(key="studio_source").set_value("PTB-XL record").run()
+    at.selectbox(key="studio_label").set_value("mi").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.value.startswith("mi - scp_codes") for c in at.caption)
+    first = at.image[0].value
+    at.selectbox(key="studio_ecg_id").select_index(1).run()
+    assert at.image[0].value != first
+
+
+def test_widget_state_round_trips_every_preset():
+    from ecgcore.params import Preset, constant
+    from ecgcore.ui_studio import preset_from_state, preset_json, state_from_preset
+    from ecgcore.workspace import REPO_ROOT
+
+    presets = [Preset(), Preset({"background": constant("cloth")})]
+    presets += [Preset.load(p) for p in sorted((REPO_ROOT / "weights" / "presets").glob("*.json"))]
+    for preset in presets:
+        again = preset_from_state(state_from_preset(preset))
+        assert again.diff(preset) == {}
+        assert Preset.from_json(json.loads(json.dumps(preset_json(preset)))).diff(preset) == {}

@@ -1,0 +1,83 @@
+"""SNR / r / RMSE as ecgcore.evaluate defines them, the per-sample score for Curation, and pipelines.evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ecgcore.evaluate import compare_signals, sample_digitization_scores, sample_snr, snr_db
+
+
+def _signal(n=1000, seed=0):
+    t = np.arange(n) / 100
+    rng = np.random.default_rng(seed)
+    return np.sin(2 * np.pi * 1.3 * t)[:, None] * rng.uniform(0.5, 1.5, 12)[None, :]
+
+
+def test_snr_of_known_noise():
+    true = _signal()
+    noise = np.random.default_rng(1).normal(size=true.shape)
+    noise *= np.sqrt((true**2).sum(axis=0) / (noise**2).sum(axis=0)) / 10.0  # power ratio 100 -> 20 dB
+    snr = snr_db(true, true + noise, fs=100, max_shift_s=0.0)
+    assert np.allclose(snr, 20.0, atol=1.0)  # the median removal takes a little of the noise
+
+
+def test_baseline_offset_is_ignored_and_small_shift_forgiven():
+    true = _signal()
+    shifted = np.roll(true, 3, axis=0) + 0.7  # 30 ms late and 0.7 mV up
+    scores = compare_signals(true, shifted, fs=100)
+    assert (scores.snr_db > 40).all()
+    assert np.allclose(np.abs(scores.shift_s), 0.03)
+    assert np.allclose(scores.pearson_r, 1.0, atol=1e-6)
+    too_late = compare_signals(true, np.roll(true, 12, axis=0), fs=100)  # 120 ms: beyond +-50 ms
+    assert (too_late.snr_db < 10).all()
+
+
+def test_only_the_plotted_window_counts():
+    true = _signal()
+    est = np.full_like(true, np.nan)
+    est[250:500] = true[250:500] + 0.01 * np.random.default_rng(2).normal(size=(250, 12))
+    est[:, 5] = np.nan  # a lead not on the image
+    scores = compare_signals(true, est, fs=100)
+    assert np.isnan(scores.snr_db[5]) and np.isfinite(np.delete(scores.snr_db, 5)).all()
+    assert (np.delete(scores.rmse_uv, 5) < 15).all()  # in uV
+    assert scores.summary()["leads_scored"] == 11
+
+
+def test_sample_snr_for_curation(tiny_dataset):
+    from ecgcore.dataset import iter_samples
+
+    sample = next(iter(iter_samples(tiny_dataset)))
+    scores = sample_digitization_scores(sample)
+    assert scores["error"] is None and scores["layout_correct"]
+    assert scores["snr_db"] > 5.0 and len(scores["per_lead"]) == 12
+    assert sample_snr(sample) == pytest.approx(scores["snr_db"])
+    # an unreadable class map is a score with a reason, not an exception
+    bad = sample_digitization_scores(sample, class_map=np.zeros_like(sample.mask()))
+    assert bad["error"] and np.isnan(bad["snr_db"])
+
+
+def test_pipeline_digitization_json(tiny_dataset, tmp_path, capsys):
+    from pipelines.evaluate import main
+
+    out = tmp_path / "dig.json"
+    assert main(["digitization", "--data", str(tiny_dataset), "--limit", "4", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["masks"] == "truth" and "upper bound" in result["note"]
+    assert result["n_samples"] == 4 and result["n_failed"] == 0
+    assert result["snr_db_median_all_leads"] > 5.0
+    assert json.loads(capsys.readouterr().out)["n_samples"] == 4
+
+
+def test_pipeline_predicted_without_weights_is_one_sentence(tiny_dataset, tmp_path, capsys):
+    from pipelines._cli import run
+    from pipelines.evaluate import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, ["digitization", "--data", str(tiny_dataset), "--masks", "predicted",
+                   "--weights", str(tmp_path / "missing.safetensors")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: segmentation weights")
