@@ -9,7 +9,7 @@ import torch
 from .constants import LABEL_INDEX, LEAD_NAMES
 
 
-def signal_attribution(model: torch.nn.Module, inputs: np.ndarray, label: str = "mi", steps: int = 32) -> np.ndarray:
+def signal_attribution(model: torch.nn.Module, inputs: np.ndarray, label: str = "mi", steps: int = 16) -> np.ndarray:
     """Integrated gradients of ``label``'s logit for one signal-model input (24, T); returns (12, T) float32.
 
     The baseline is a flat line on the same observed windows (signal channels 0, mask channels kept), so the

@@ -256,6 +256,7 @@ def save_weights(path: str | Path, kind: str, model, temperature: float = 1.0, c
                 "labels": json.dumps(list(LABELS))}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors writes 0600; shipped weights must be readable by the app's user too
     tmp.replace(path)
     if card is not None:
         card_path = path.with_suffix(".json")

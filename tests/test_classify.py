@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ecgcore.classify import (
+    DEFAULT_IMAGE_WEIGHTS,
     DEFAULT_SIGNAL_WEIGHTS,
     IMAGE_CONFIG,
     SIGNAL_CONFIG,
@@ -311,6 +312,10 @@ def test_shipped_weights_load_with_their_cards():
         assert key in card
     assert 0.0 <= card["metrics"]["test_fold_10"]["clean/12x1"]["mi_auroc"] <= 1.0
     assert (DEFAULT_SIGNAL_WEIGHTS.parent / card["plots"]["confusion"]).is_file()
+    if DEFAULT_IMAGE_WEIGHTS.is_file():
+        image = load_model(DEFAULT_IMAGE_WEIGHTS, "image")
+        assert image.card["kind"] == "image" and "test_fold_10" in image.card["metrics"]
+        assert DEFAULT_IMAGE_WEIGHTS.stat().st_size < 16 * 2**20
 
 
 # --- the end-to-end analysis --------------------------------------------------------------------------------
