@@ -440,10 +440,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
         reporter.metrics(epoch, **{k: round(v, 4) for k, v in values.items()})
         with open(run_dir / "history.jsonl", "a") as f:
             f.write(json.dumps({"member": member, "epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
-                    "best_epoch": best_epoch}, folder / "checkpoint.tmp")
-        (folder / "checkpoint.tmp").replace(checkpoint)
+        _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, best_score, best_epoch)
         reporter.advance(1, message=f"member {member} epoch {epoch}")
         if epoch - best_epoch >= cfg.patience:
             reporter.log(f"member {member}: early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
@@ -763,10 +760,7 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
         reporter.metrics(epoch, **{k: round(v, 4) for k, v in values.items()})
         with open(run_dir / "history.jsonl", "a") as f:
             f.write(json.dumps({"epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
-                    "best_epoch": best_epoch}, run_dir / "checkpoint.tmp")
-        (run_dir / "checkpoint.tmp").replace(checkpoint)
+        _save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, best_score, best_epoch)
         reporter.advance(1, message=f"epoch {epoch}")
         if epoch - best_epoch >= cfg.patience:
             reporter.log(f"early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
@@ -920,3 +914,11 @@ def evaluate_photos(dataset_dir: str | Path, classifiers, segmenter=None, limit:
             if selected:
                 result[model][name] = score(selected, model)
     return result
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, best_score: float, best_epoch: int) -> None:
+    """Write the resumable training state atomically (temporary file + rename): a kill never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch}, tmp)
+    tmp.replace(path)

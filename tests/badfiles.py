@@ -39,7 +39,7 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 def variants() -> dict[str, bytes]:
     """name -> bytes of files the app must handle (decode to an RGB image)."""
     rgb = Image.fromarray(ecg_like())
-    gray16 = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257))
+    gray16 = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)
     rgba = rgb.convert("RGBA")
     rgba.putalpha(200)
     exif = Image.Exif()
