@@ -174,8 +174,17 @@ def test_curation_keyboard_discard(page, server):
     url, _ = server
     _open(page, f"{url}/curation")
     page.get_by_text(re.compile(r"\(1 of \d+\)")).first.wait_for()  # the first dataset, whichever it is
-    page.keyboard.press("j")
-    page.get_by_text(re.compile(r"\(2 of \d+\)")).first.wait_for()
+    # The key handler is attached once the page has settled; under load the first press can land before it.
+    second = page.get_by_text(re.compile(r"\(2 of \d+\)")).first
+    for _attempt in range(6):
+        _idle(page, 1.0)
+        page.keyboard.press("j")
+        try:
+            second.wait_for(timeout=15_000)
+            break
+        except Exception:
+            continue
+    second.wait_for(timeout=30_000)
     page.keyboard.press("d")
     _idle(page, 1.0)
     discarded = page.locator('[data-testid="stMetric"]').filter(has_text="Discarded").first.inner_text()
