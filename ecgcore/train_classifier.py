@@ -398,12 +398,8 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     start_epoch, best_score, best_epoch = 0, -np.inf, -1
     checkpoint = folder / "checkpoint.pt"
     if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
-        reporter.log(f"member {member}: resumed after epoch {state['epoch']}")
+        start_epoch, best_score, best_epoch = _load_checkpoint(checkpoint, model, optimizer, scheduler)
+        reporter.log(f"member {member}: resumed after epoch {start_epoch - 1}")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])
@@ -724,13 +720,9 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
     start_epoch, best_score, best_epoch = 0, -np.inf, -1
     reporter = Reporter(total=cfg.epochs, desc="training image model", unit="epoch")
     if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        start_epoch, best_score, best_epoch = _load_checkpoint(checkpoint, model, optimizer, scheduler)
         reporter.advance(start_epoch)
-        reporter.log(f"resumed after epoch {state['epoch']}")
+        reporter.log(f"resumed after epoch {start_epoch - 1}")
     reporter.log(f"train {len(train)} {np.bincount(train.labels, minlength=3).tolist()}, validation {len(val)}, "
                  f"test {len(test)}")
     for epoch in range(start_epoch, cfg.epochs):
@@ -922,3 +914,12 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, best_s
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch}, tmp)
     tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, float, int]:
+    """Restore what _save_checkpoint wrote (tensors only, no code executed); returns (next epoch, best score, best epoch)."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["epoch"] + 1, state["best_score"], state["best_epoch"]

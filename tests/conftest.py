@@ -51,3 +51,15 @@ def tiny_dataset(tmp_path_factory) -> Path:
                  "--layout", "seed-3x4,3x4+II,6x2,12x1"])
     assert code == 0
     return out
+
+
+def open_app_page(page: str, workspace: Path, monkeypatch):
+    """The app started in AppTest on a fresh workspace without PTB-XL, switched to ``page``, with no exception."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("ECGLAB_WORKSPACE", str(workspace))
+    monkeypatch.delenv("ECGLAB_PTBXL", raising=False)
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

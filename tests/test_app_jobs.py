@@ -9,18 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ecgcore.jobs import JobRunner
+from tests.conftest import open_app_page
 
 JOBS = "pages/2_Jobs.py"
 
 
 @pytest.fixture
 def jobs_page(tmp_path, monkeypatch):
-    monkeypatch.setenv("ECGLAB_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("ECGLAB_PTBXL", raising=False)
-    at = AppTest.from_file("../app.py", default_timeout=60).run()
-    at.switch_page(JOBS).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app_page(JOBS, tmp_path / "ws", monkeypatch)
 
 
 def test_forms_exist_for_every_pipeline(jobs_page):

@@ -10,18 +10,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ecgcore.params import SCHEMA
+from tests.conftest import open_app_page
 
 STUDIO = "pages/1_Augmentation_Studio.py"
 
 
 @pytest.fixture
 def studio(tmp_path, monkeypatch):
-    monkeypatch.setenv("ECGLAB_WORKSPACE", str(tmp_path / "ws"))
-    monkeypatch.delenv("ECGLAB_PTBXL", raising=False)
-    at = AppTest.from_file("../app.py", default_timeout=60).run()
-    at.switch_page(STUDIO).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app_page(STUDIO, tmp_path / "ws", monkeypatch)
 
 
 def _ms(at, label):
