@@ -44,6 +44,10 @@ GAINS: tuple[float, ...] = (5.0, 10.0, 20.0)
 MAJOR_LINE_MM = 0.2  # 2 px at 10 px/mm
 MINOR_LINE_MM = 0.1  # 1 px at 10 px/mm
 CURVE_LINE_MM = 0.3  # 3 px at 10 px/mm
+# A pixel belongs to the curve class when the trace's anti-aliased ink covers at least this share of it: the mask
+# marks every pixel where the trace shows, not a 1-px skeleton inside a wider stroke (which left a thin trace's
+# class ambiguous between its two or three visibly inked pixels).
+CURVE_MASK_MIN_COVERAGE = 0.2
 CALIBRATION_MV = 1.0
 # Calibration pulse: 2 small cells flat, 5 at +1 mV, 2 flat (at 25 mm/s); scaled with the paper speed.
 CALIBRATION_SEGMENTS_MM: tuple[float, float, float] = (2.0, 5.0, 2.0)
@@ -62,4 +66,4 @@ INK_RGB = (0, 0, 0)
 
 # Sample JSON schema tag of the PTB-V format (PRODUCT.md).
 SAMPLE_SCHEMA = "ptb-v/1"
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: pen width honours curve_line_mm; curve mask = visible ink

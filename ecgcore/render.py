@@ -1,8 +1,9 @@
 """Render ECG paper from a 12-lead record, with exact ground truth drawn from the same geometry.
 
 The grid is computed analytically (anti-aliased coverage of each line, separable in x and y, so no drawing loop);
-all traces and calibration pulses are one anti-aliased ``cv2.polylines`` call per lead. The class mask uses the same
-polylines without anti-aliasing, so every curve pixel of the mask lies on ink.
+all traces and calibration pulses are one anti-aliased ``cv2.polylines`` call per lead. The curve class of the mask is
+every pixel the anti-aliased ink covers by at least CURVE_MASK_MIN_COVERAGE (so the mask is the visible trace), and the
+lead map comes from the same polylines drawn without anti-aliasing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .constants import (
     CALIBRATION_SEGMENTS_MM,
     CURVE,
     CURVE_LINE_MM,
+    CURVE_MASK_MIN_COVERAGE,
     DEFAULT_GAIN,
     DEFAULT_PAPER_SPEED,
     DEFAULT_PX_PER_MM,
@@ -125,7 +127,7 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     grid_image, grid_x, grid_y = _grid(width, height, ppm, options.minor_line_mm, options.major_line_mm, major_rgb, minor_rgb)
     image = grid_image.copy()
 
-    thickness = max(1, int(round(options.curve_line_mm * ppm)))
+    thickness = pen_thickness(options.curve_line_mm * ppm)
     ink = np.zeros((height, width), np.uint8)
     curve_lead = np.zeros((height, width), np.uint8)
     leads: list[LeadBox] = []
@@ -147,8 +149,24 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     if options.labels:
         _draw_text(image, layout, options)
 
+    # The curve class is the visible ink; its lead is the nearest drawn trace's (the anti-aliased fringe lies within
+    # one pixel of the aliased line).
+    fringe = (ink >= round(CURVE_MASK_MIN_COVERAGE * 255)) & (curve_lead == 0)
+    if fringe.any():
+        curve_lead[fringe] = cv2.dilate(curve_lead, np.ones((3, 3), np.uint8))[fringe]
     mask = np.where(curve_lead > 0, CURVE, np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)))
     return RenderedPaper(image, mask.astype(np.uint8), curve_lead, leads, layout, options)
+
+
+def pen_thickness(width_px: float) -> int:
+    """The ``cv2`` thickness whose anti-aliased line is closest to ``width_px`` wide.
+
+    cv2 draws thickness t (t >= 2) about 2t - 1 px wide plus an anti-aliased fringe, and t = 1 about 1.4 px wide,
+    so using the width itself as the thickness would print lines nearly twice as thick as asked.
+    """
+    if width_px < 2.4:  # halfway between the widths of t = 1 and t = 2
+        return 1
+    return int(round((width_px + 1.0) / 2.0))
 
 
 def _line_coverage(n_px: int, pitch_px: float, width_px: float) -> tuple[np.ndarray, np.ndarray]:

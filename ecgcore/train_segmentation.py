@@ -43,6 +43,7 @@ from .segmentation import (
     build_model,
     evaluate_segmentation,
     model_stride,
+    read_weights,
     save_weights,
     segmenter_from_model,
 )
@@ -77,6 +78,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     seed: int = 0
     allow_any_fold: bool = False
+    init: str = ""  # .safetensors to start from (fine-tuning); its architecture must be ``model``
     model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL_CONFIG))
 
 
@@ -336,6 +338,12 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
             f"(best val curve IoU {state['best']:.4f} at epoch {state['best_epoch']})")
     elif resume:
         log(f"nothing to resume in {ckpt_dir}; starting fresh")
+    if cfg.init and state["step"] == 0:
+        init_config, init_state = read_weights(cfg.init)
+        if {k: init_config.get(k) for k in cfg.model} != cfg.model:
+            raise ModelError(f"--init weights {Path(cfg.init).name} have another architecture ({init_config}).")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_state.items()})
+        log(f"initialised from {cfg.init}")
     (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=1) + "\n")
     log(f"{len(stream.photos)} training photos, {len(stream.crop_entries)} prepared crops, "
         f"{len(val_samples)} validation photos; device {cfg.device}, torch threads {torch.get_num_threads()}")

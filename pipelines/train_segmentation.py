@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-depth", type=int)
     p.add_argument("--decoder-channels", help="comma-separated decoder widths, one per encoder stage")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    p.add_argument("--init", type=Path, help="start from these .safetensors weights (fine-tuning; same architecture)")
     p.add_argument("--allow-any-fold", action="store_true", help="do not check that records are from folds 1-8")
     p.add_argument("--export", type=Path, metavar="RUN_DIR", help="export RUN_DIR's best weights instead of training")
     p.add_argument("--to", type=Path, help="with --export: destination .safetensors (card written beside it)")
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--crop must be a multiple of {model_stride(model)} for this architecture, not {args.crop}")
     if args.epochs < 1 or args.steps_per_epoch < 1 or args.batch_size < 1:
         fail("--epochs, --steps-per-epoch and --batch-size must be at least 1")
+    if args.init and not args.init.is_file():
+        fail(f"--init weights {args.init} do not exist")
     data, val = _split(args.data), _split(args.val)
     for folder in data + val:
         if not Path(folder).is_dir():
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                       steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, crop=args.crop,
                       lead_crop_p=args.lead_crop_p, lr=args.lr, patience=args.patience, max_minutes=args.max_minutes,
                       device=args.device, threads=args.threads, seed=args.seed, allow_any_fold=args.allow_any_fold,
-                      model=model)
+                      init=str(args.init or ""), model=model)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
