@@ -180,6 +180,30 @@ def test_train_writes_a_run_folder_and_resumes(tiny_dataset, tmp_path):
     load_segmenter(run / "best.safetensors")
 
 
+def test_fine_tuning_starts_from_given_weights_and_refuses_another_architecture(tiny_dataset, tmp_path,
+                                                                                 random_segmenter):
+    import torch
+
+    from ecgcore.train_segmentation import TrainConfig, train
+
+    start = save_weights(random_segmenter.model, tmp_path / "start.safetensors", random_segmenter.config)
+    cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=1,
+                      steps_per_epoch=1, batch_size=2, crop=64, warmup_steps=1, lr=1e-9, init=str(start),
+                      model={**DEFAULT_MODEL_CONFIG, **SMALL})
+    train(cfg)
+    assert "initialised from" in (tmp_path / "run" / "train.log").read_text()
+    tuned = load_segmenter(tmp_path / "run" / "best.safetensors").model.state_dict()
+    # a learning rate of 1e-9 leaves the weights where --init put them (fp16 storage aside)
+    ref = random_segmenter.model.state_dict()
+    key = next(k for k, v in ref.items() if v.ndim == 4)
+    assert torch.allclose(tuned[key].float(), ref[key].float(), atol=2e-3)
+
+    other = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run2"), val_samples=1, epochs=1,
+                        steps_per_epoch=1, batch_size=2, crop=64, init=str(start), model=dict(DEFAULT_MODEL_CONFIG))
+    with pytest.raises(ModelError, match="another architecture"):
+        train(other)
+
+
 def test_weights_are_safetensors_and_round_trip(tmp_path, random_segmenter, small_photo):
     path = save_weights(random_segmenter.model, tmp_path / "w.safetensors", random_segmenter.config,
                         card={"note": "test"})
