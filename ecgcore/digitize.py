@@ -476,6 +476,11 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
         name = layout
     elif len(rows) in by_rows:
         name = by_rows[len(rows)]
+    elif not rows:
+        # Specks of "curve" but no band of trace along the paper (blank ECG paper, a sideways photo): no ECG to read,
+        # and naming a layout would not help.
+        raise DigitizationError("no ECG grid/trace found: no row of ECG trace runs along the grid "
+                                "(blank paper, or a photo turned sideways?).")
     else:
         raise DigitizationError(
             f"the layout could not be recognised: {len(rows)} rows of trace and no calibration pulse found "

@@ -7,6 +7,7 @@ EXIF orientation, and returns 8-bit RGB whatever the mode (grayscale, palette, R
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -25,6 +26,7 @@ MAX_DECODE_PIXELS = 40_000_000
 # Longest side handed to the pipeline; larger images are downscaled after decoding.
 MAX_SIDE = 4096
 MIN_SIDE = 64
+_EXIF_ORIENTATION = 0x0112
 
 
 class ImageError(ValueError):
@@ -34,7 +36,9 @@ class ImageError(ValueError):
 @dataclass
 class LoadedImage:
     rgb: np.ndarray  # (H, W, 3) uint8
-    original_size: tuple[int, int]  # (width, height) as stored in the file
+    # (width, height) at the file's full resolution, upright: as stored, with the EXIF orientation applied (a
+    # portrait phone shot stored sideways reports its portrait size), so that rgb = original_size * scale.
+    original_size: tuple[int, int]
     format: str
     scale: float  # rgb size / original size (1.0 when not downscaled)
     notes: list[str]
@@ -47,6 +51,8 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None, max_s
         data = bytes(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{label} is a folder, not an image file.")
         if not path.is_file():
             raise ImageError(f"{label}: no such file.")
         data = path.read_bytes()
@@ -84,6 +90,8 @@ def read_image(source: str | os.PathLike | bytes, name: str | None = None, max_s
                     )
             try:
                 img.load()
+                if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # a quarter turn: sides swap
+                    width, height = height, width
                 img = ImageOps.exif_transpose(img) or img
                 rgb = _to_rgb8(img)
             except ImageError:
@@ -132,6 +140,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp creates the file 0600; give it the mode an ordinary open() would (0666 less the umask), so
+            # that samples and outputs stay readable by the app's user and by people.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -142,6 +153,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # The umask can only be read by setting it; do it once, at the first write.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:

@@ -234,6 +234,8 @@ class JobRunner:
         if not spec.available():
             raise JobError(f"pipelines/{pipeline}.py is not in this checkout yet, so it cannot be launched.")
         args = [str(a) for a in args]
+        if any("\x00" in a for a in args):  # no process can take it: refuse here rather than fail in the wrapper
+            raise JobError("an argument contains a NUL character; remove it and launch again.")
         out = output_of(args)
         if out is not None:
             self.refresh()
@@ -378,6 +380,42 @@ def output_of(args: list[str]) -> str | None:
         if arg.startswith("--out="):
             return str(Path(arg.split("=", 1)[1]).resolve())
     return None
+
+
+# Options through which a pipeline writes where it is told (--out everywhere; --to of the segmentation export).
+# argparse also accepts unambiguous abbreviations, so '--o' and '--ou' are '--out'.
+WRITE_OPTIONS = ("--o", "--ou", "--out", "--to")
+
+
+def written_paths(args: list[str]) -> list[Path]:
+    """The resolved paths a command line tells its pipeline to write to (jobs run from the repository root)."""
+    paths = []
+    for i, arg in enumerate(args):
+        option, sep, value = arg.partition("=")
+        if option not in WRITE_OPTIONS:
+            continue
+        if not sep:
+            if i + 1 >= len(args):
+                continue
+            value = args[i + 1]
+        path = Path(value)
+        paths.append((path if path.is_absolute() else REPO_ROOT / path).resolve())
+    return paths
+
+
+def confine_outputs(args: list[str], workspace: str | os.PathLike) -> None:
+    """Refuse a command line that would write outside ``workspace`` (JobError, one sentence).
+
+    The Jobs page checks the final command, extra arguments included, so that a typed ``--out /elsewhere`` cannot
+    override the form's confined name.
+    """
+    base = Path(workspace).resolve()
+    if any("\x00" in a for a in args):
+        raise JobError("an argument contains a NUL character; remove it and launch again.")
+    for path in written_paths(args):
+        if path != base and base not in path.parents:
+            raise JobError(f"the job would write to {path}, outside the workspace {base}; name the output in the "
+                           "form instead of passing a path.")
 
 
 def read_exit_code(folder: Path) -> int | None:

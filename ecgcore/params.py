@@ -191,15 +191,24 @@ class Preset:
         return cls(dists)
 
     @classmethod
+    def from_text(cls, text: str | bytes, source: str = "the preset") -> Preset:
+        """Parse a preset file's content; anything that is not a valid preset is a PresetError (one sentence)."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PresetError(f"{source} is not valid JSON ({exc}).") from None
+        except RecursionError:  # e.g. '[[[[...' nested deeper than the parser's stack
+            raise PresetError(f"{source} is not valid JSON (nested too deeply).") from None
+        return cls.from_json(data)
+
+    @classmethod
     def load(cls, path: str | Path) -> Preset:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            text = path.read_bytes()
         except FileNotFoundError:
             raise PresetError(f"preset file {path} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PresetError(f"preset file {path} is not valid JSON ({exc}).") from None
-        return cls.from_json(data)
+        return cls.from_text(text, f"preset file {path}")
 
     def to_json(self) -> dict[str, Any]:
         return {name: dist.to_json() for name, dist in self.dists.items()}
@@ -260,7 +269,7 @@ def dist_from_json(name: str, spec: Any) -> Dist:
     if not isinstance(spec, dict) or "dist" not in spec:
         raise PresetError(f"parameter {name!r}: expected a number or an object with a 'dist' key, got {spec!r}.")
     kind = spec["dist"]
-    if kind not in _ARG_NAMES:
+    if not isinstance(kind, str) or kind not in _ARG_NAMES:  # a list or object here must not crash the lookup
         raise PresetError(f"parameter {name!r}: unknown distribution {kind!r}; use one of {', '.join(DIST_KINDS)}.")
     names = _ARG_NAMES[kind]
     extra = set(spec) - set(names) - {"dist"}
@@ -269,14 +278,22 @@ def dist_from_json(name: str, spec: Any) -> Dist:
     if kind == "constant" and isinstance(spec.get("value"), str):
         return constant(spec["value"])  # a categorical constant, e.g. {"dist": "constant", "value": "wood"}
     if kind == "choice":
-        options = tuple(spec.get("options", ()))
-        weights = spec.get("weights")
-        return choice(options, tuple(weights) if weights is not None else None)
+        options, weights = spec.get("options", []), spec.get("weights")
+        # Lists only: a bare string or number would be split into characters or fail deep inside choice().
+        if not isinstance(options, list):
+            raise PresetError(f"parameter {name!r}: choice options must be a list of option names.")
+        if weights is not None and (not isinstance(weights, list) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+            raise PresetError(f"parameter {name!r}: choice weights must be a list of numbers.")
+        try:
+            return choice(tuple(options), tuple(weights) if weights is not None else None)
+        except OverflowError:
+            raise PresetError(f"parameter {name!r}: choice weights must be finite numbers.") from None
     try:
         args = tuple(float(spec[n]) for n in names)
     except KeyError as exc:
         raise PresetError(f"parameter {name!r}: {kind} needs {', '.join(names)} (missing {exc.args[0]}).") from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         raise PresetError(f"parameter {name!r}: {kind} arguments must be numbers.") from None
     return Dist(kind, args)
 
@@ -304,7 +321,10 @@ def validate_dist(name: str, dist: Dist) -> Dist:
         return dist
     if dist.kind == "choice":
         raise PresetError(f"parameter {name!r} is numeric: choice is only for categorical parameters.")
-    values = [float(v) for v in dist.args]
+    try:
+        values = [float(v) for v in dist.args]
+    except (TypeError, ValueError, OverflowError):  # e.g. an option name, or a huge integer, for a numeric parameter
+        raise PresetError(f"parameter {name!r}: distribution arguments must be numbers.") from None
     if not all(math.isfinite(v) for v in values):
         raise PresetError(f"parameter {name!r}: distribution arguments must be finite numbers.")
     lo, hi, span = p.low, p.high, p.high - p.low

@@ -399,7 +399,9 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     checkpoint = folder / "checkpoint.pt"
     if checkpoint.is_file():
         start_epoch, best_score, best_epoch = _load_checkpoint(checkpoint, model, optimizer, scheduler)
+        reporter.advance(start_epoch)  # the progress counts the epochs done before the interruption
         reporter.log(f"member {member}: resumed after epoch {start_epoch - 1}")
+    _drop_history_from(run_dir / "history.jsonl", start_epoch, member)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])
@@ -441,7 +443,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
         if epoch - best_epoch >= cfg.patience:
             reporter.log(f"member {member}: early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
             break
-    (folder / "done.json").write_text(json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
+    _write_atomic(folder / "done.json", json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
     return best_path
 
 
@@ -466,10 +468,10 @@ def train_signal(cfg: SignalTrainConfig, ptbxl_root: str | Path, run_dir: str | 
     torch.set_num_threads(1)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    _write_atomic(run_dir / "config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     command_file = run_dir / "command.txt"
     if not command_file.is_file() and not export_only:
-        command_file.write_text(command + "\n")
+        _write_atomic(command_file, command + "\n")
     train_command = command_file.read_text().strip() if command_file.is_file() else command
     db = PtbXl(ptbxl_root)
     t_start = time.time()
@@ -699,7 +701,7 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
     torch.set_num_threads(max(1, torch.get_num_threads()))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    _write_atomic(run_dir / "config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     t_start = time.time()
     train = load_image_set(data_dir, cfg.train_folds)
     val = load_image_set(data_dir, cfg.validation_folds)
@@ -723,6 +725,8 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
         start_epoch, best_score, best_epoch = _load_checkpoint(checkpoint, model, optimizer, scheduler)
         reporter.advance(start_epoch)
         reporter.log(f"resumed after epoch {start_epoch - 1}")
+    if not (run_dir / "done.json").is_file():
+        _drop_history_from(run_dir / "history.jsonl", start_epoch)
     reporter.log(f"train {len(train)} {np.bincount(train.labels, minlength=3).tolist()}, validation {len(val)}, "
                  f"test {len(test)}")
     for epoch in range(start_epoch, cfg.epochs):
@@ -758,7 +762,7 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
             reporter.log(f"early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
             break
     reporter.close()
-    (run_dir / "done.json").write_text(json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
+    _write_atomic(run_dir / "done.json", json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
 
     from .classify import load_model
 
@@ -917,9 +921,52 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, best_s
 
 
 def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, float, int]:
-    """Restore what _save_checkpoint wrote (tensors only, no code executed); returns (next epoch, best score, best epoch)."""
-    state = torch.load(path, weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"] + 1, state["best_score"], state["best_epoch"]
+    """Restore what _save_checkpoint wrote (tensors only, no code executed); returns (next epoch, best score, best epoch).
+
+    A damaged checkpoint (empty, truncated, overwritten, or one that would need code to load) or one of another run's
+    model is a ModelError with one sentence; torch's own messages are long and suggest loading unsafely.
+    """
+    import warnings
+
+    fix = "delete it to train that part again from the start, or use a new --out"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle-protocol warnings: the sentence below says it all
+            state = torch.load(path, weights_only=True)
+    except Exception:  # torch raises many kinds (RuntimeError, UnpicklingError, EOFError, ...)
+        raise ModelError(f"the training checkpoint {path} is damaged or not a checkpoint of this trainer; {fix}.") from None
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return int(state["epoch"]) + 1, float(state["best_score"]), int(state["best_epoch"])
+    except Exception:  # missing keys, other shapes, another optimiser
+        raise ModelError(f"the training checkpoint {path} does not fit this run's model and settings; {fix}.") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a small text file so that a kill leaves the old content or the new, never half (a half done.json
+    would read as a finished member)."""
+    from .imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
+
+
+def _drop_history_from(path: Path, epoch: int, member: int | None = None) -> None:
+    """Remove the history lines of epochs >= ``epoch`` (of ``member``, when given), which a run killed after writing
+    them but before its checkpoint would otherwise repeat on resume; a torn last line goes too. Atomic rewrite."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        same_member = member is None or entry.get("member") == member
+        if same_member and int(entry.get("epoch", -1)) >= epoch:
+            continue
+        kept.append(line + "\n")
+    _write_atomic(path, "".join(kept))

@@ -327,17 +327,15 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
 
     last = ckpt_dir / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location=cfg.device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state.update(ckpt["state"])
+        _restore_checkpoint(last, cfg.device, model, optimizer, scaler, state)
         # Fresh, but different, augmentation draws after a resume.
         stream.rng = np.random.default_rng([cfg.seed, state["step"]])
         log(f"resumed from {last} at epoch {state['epoch']}, step {state['step']} "
             f"(best val curve IoU {state['best']:.4f} at epoch {state['best_epoch']})")
     elif resume:
         log(f"nothing to resume in {ckpt_dir}; starting fresh")
+    # A kill between an epoch's metrics row and its checkpoint would repeat that row: keep only the checkpointed epochs.
+    _drop_metrics_after(run_dir / "metrics.csv", state["epoch"])
     if cfg.init and state["step"] == 0:
         init_config, init_state = read_weights(cfg.init)
         if {k: init_config.get(k) for k in cfg.model} != cfg.model:
@@ -438,6 +436,55 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _restore_checkpoint(path: Path, device: str, model, optimizer, scaler, state: dict[str, Any]) -> None:
+    """Load checkpoints/last.pt (tensors only, no code run) into the model, optimiser and state; a damaged one, or
+    one of another model, is a ModelError with one sentence instead of torch's long messages."""
+    import warnings
+
+    import torch
+
+    fix = "delete it to start the run again, or train into a new --out"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # torch raises many kinds: RuntimeError, UnpicklingError, EOFError, ...
+        raise ModelError(f"the training checkpoint {path} is damaged or not a checkpoint of this trainer; {fix}.") \
+            from None
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.update(ckpt["state"])
+        int(state["epoch"]), int(state["step"])
+    except Exception:  # missing keys, other shapes, another optimiser
+        raise ModelError(f"the training checkpoint {path} does not fit this run's model and settings; {fix}.") from None
+
+
+def _drop_metrics_after(path: Path, epoch: int) -> None:
+    """Keep the metrics.csv rows of epochs <= ``epoch`` (a torn last line goes too); atomic rewrite."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    kept = []
+    for row in rows:
+        try:
+            if int(row["epoch"]) <= epoch and None not in row.values():
+                kept.append(row)
+        except (KeyError, TypeError, ValueError):
+            continue
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        if kept:
+            writer = csv.DictWriter(f, fieldnames=list(kept[0]))
+            writer.writeheader()
+            writer.writerows(kept)
+    os.replace(tmp, path)
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

@@ -229,19 +229,19 @@ with tab_presets:
         chosen = st.selectbox("Saved presets", saved, index=None, key="studio_saved", placeholder="choose a preset")
         uploaded = st.file_uploader("...or upload a preset JSON", type=["json"], key="studio_upload")
 
-        def load(source_name: str, text: str) -> None:
+        def load(source_name: str, text: str | bytes) -> None:
             try:
-                apply_preset(Preset.from_json(json.loads(text)))
+                apply_preset(Preset.from_text(text, "the file"))
                 state["studio_load_msg"] = ("success", f"Loaded {source_name}.")
-            except (PresetError, json.JSONDecodeError) as exc:
+            except PresetError as exc:
                 state["studio_load_msg"] = ("error", f"{source_name} was not loaded: {exc}")
 
         if chosen:
             st.button("Load saved preset", key="studio_load_saved", on_click=lambda: load(
-                chosen, safe_join(presets_dir, chosen).read_text()))
+                chosen, safe_join(presets_dir, chosen).read_bytes()))
         if uploaded is not None:
             st.button("Load uploaded preset", key="studio_load_upload", on_click=lambda: load(
-                uploaded.name, uploaded.getvalue().decode("utf-8", errors="replace")))
+                uploaded.name, uploaded.getvalue()))
         if "studio_load_msg" in state:
             kind, text = state.pop("studio_load_msg")
             (st.success if kind == "success" else st.error)(text)

@@ -12,7 +12,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Jobs - ECG Lab", page_icon="⚙️", layout="wide")
 
-from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, format_duration  # noqa: E402
+from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.signals import default_ptbxl_dir  # noqa: E402
 from ecgcore.ui_home import WEIGHTS_DIR  # noqa: E402
@@ -267,7 +267,9 @@ with st.expander("Launch a job", expanded=True):
             try:
                 if error:
                     raise WorkspaceError(error)
-                job = runner.launch(pipeline, args + extra_args(extra), threads=int(threads))
+                command = args + extra_args(extra)
+                confine_outputs(command, root)  # the extra arguments must not move the output out of the workspace
+                job = runner.launch(pipeline, command, threads=int(threads))
                 state["jobs_selected"] = job.id
                 st.success(f"Started job #{job.id}: `{job.command}`")
             except (WorkspaceError, JobError) as exc:

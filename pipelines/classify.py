@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _error_sentence(exc: BaseException) -> str:
     text = str(exc).strip() or exc.__class__.__name__
-    return text[0].upper() + text[1:]
+    first_word = text.split(" ", 1)[0]
+    # "the layout ..." becomes "The layout ..."; a sentence that starts with a file name keeps the name as it is.
+    return text[0].upper() + text[1:] if first_word.isalpha() else text
 
 
 def main(argv: list[str] | None = None) -> int:

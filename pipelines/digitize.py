@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             reporter.log(f"error: {path}: not enough memory to digitise this image.")
             reporter.advance(1, message=f"{path.name}: failed")
+        except OSError as exc:  # e.g. the disk is full: no half record is left behind
+            failed += 1
+            remove_outputs(args.out, path.stem)
+            reporter.log(f"error: {path}: cannot write to {args.out} ({exc.strerror or exc}).")
+            reporter.advance(1, message=f"{path.name}: failed")
     reporter.close()
     done = len(args.images) - failed
     reporter.log(f"{done} of {len(args.images)} images digitised into {args.out}")
@@ -125,6 +130,12 @@ def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argpa
             picture = overlay_traces(rgb if rgb is not None else class_map, dig)
         atomic_write_bytes(args.out / f"{stem}_digitized.png", encode_png(picture))
     return info
+
+
+def remove_outputs(out: Path, stem: str) -> None:
+    """Remove what digitize_one may have written for ``stem`` (a record without its JSON is no result)."""
+    for suffix in (".hea", ".dat", ".json", "_digitized.png"):
+        (out / f"{stem}{suffix}").unlink(missing_ok=True)
 
 
 def read_class_map(path: Path) -> np.ndarray:

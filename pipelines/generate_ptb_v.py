@@ -161,7 +161,10 @@ def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
     else:
         info = new_dataset_info(config)
     info["requested"] = max(n, int(info.get("requested", 0)))
-    write_dataset_json(out, info)
+    try:
+        write_dataset_json(out, info)
+    except OSError as exc:
+        fail(f"cannot write to output folder {out} ({exc.strerror or exc})")
     return info
 
 
@@ -183,15 +186,15 @@ def main(argv: list[str] | None = None) -> int:
             if written:
                 labels[label] = labels.get(label, 0) + 1
             reporter.advance(1, message=sid)
-    except OSError as exc:
+        done = sum(1 for i in range(max(args.n, info["requested"])) if is_done(out, sample_id(i)))
+        info = open_dataset(out)
+        info["complete"] = done
+        info["labels_written_this_run"] = labels
+        write_dataset_json(out, info)
+    except OSError as exc:  # disk full, folder removed, ...: every sample that counts as done is whole
         reporter.close()
         fail(f"writing to {out} failed ({exc.strerror or exc}); the samples written before are complete, rerun to resume", 1)
     reporter.close()
-    done = sum(1 for i in range(max(args.n, info["requested"])) if is_done(out, sample_id(i)))
-    info = open_dataset(out)
-    info["complete"] = done
-    info["labels_written_this_run"] = labels
-    write_dataset_json(out, info)
     reporter.log(f"{done} samples complete in {out}")
     return 0
 

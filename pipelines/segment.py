@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stems = [p.stem for p in args.images]
+    if len(set(stems)) != len(stems):
+        fail("two images have the same file name stem; their outputs would overwrite each other")
     from ecgcore.photo import overlay
     from ecgcore.segmentation import load_segmenter
 
@@ -60,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         except USER_ERRORS as exc:
             failed += 1
             reporter.log(f"error: {path}: {str(exc).strip()}")
+        except OSError as exc:  # e.g. the disk is full: this image's outputs are removed, the next are tried
+            failed += 1
+            for name in (f"{path.stem}_seg.png", f"{path.stem}_overlay.png"):
+                (args.out / name).unlink(missing_ok=True)
+            reporter.log(f"error: {path}: cannot write to {args.out} ({exc.strerror or exc}).")
         reporter.advance(1, message=path.name)
     reporter.close()
     if failed:
