@@ -509,7 +509,7 @@ def describe_data(folders: list[str]) -> list[dict[str, Any]]:
         n = sum(1 for _ in iter_samples(folder, include_discarded=False))
         out.append({"folder": str(folder), "kind": "ptb-v", "n": n, "discarded": len(discarded_ids(folder)),
                     "source": source, "layouts": info.get("layouts"), "seed": info.get("seed"),
-                    "size": info.get("size")})
+                    "size": info.get("size"), "generator_version": info.get("generator_version")})
     return out
 
 
@@ -562,6 +562,7 @@ def export_run(run_dir: str | Path, dest: str | Path, tests: dict[str, Path] | N
             "folder": str(folder),
             "source": {k: v for k, v in info.get("source", {}).items() if k != "ids"},
             "seed": info.get("seed"), "layouts": info.get("layouts"),
+            "generator_version": info.get("generator_version"),
             **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()
                if k not in ("per_sample", "confusion")},
             "confusion": result["confusion"],

@@ -356,6 +356,9 @@ PRESETS = {
     "not_finite": ('{"rotation_angle": NaN}', "parameter 'rotation_angle'"),
     "unknown_distribution": ('{"blur_factor": {"dist": "cauchy", "x": 1}}', "parameter 'blur_factor': unknown distribution"),
     "unknown_option": ('{"background": {"dist": "choice", "options": ["moon"]}}', "parameter 'background'"),
+    "deeply_nested": ("[" * 100_000, "nested too deeply"),
+    "huge_integer": ('{"jpeg_quality": 1' + "0" * 400 + '}', "parameter 'jpeg_quality'"),
+    "options_not_a_list": ('{"background": {"dist": "choice", "options": "wood"}}', "must be a list"),
     "missing_file": (None, "does not exist"),
 }
 
