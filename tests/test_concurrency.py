@@ -6,7 +6,8 @@
 - Two generation jobs writing to different datasets at once: both finish, every sample validates, and the files are
   byte-identical to the same datasets made one after the other.
 - A generation job running while the Studio re-renders after slider moves: both succeed.
-- Two Curation page sessions (AppTest) discarding different samples at the same moment: both decisions are kept.
+- Two Curation page sessions (AppTest) discarding in turns, each from a page loaded before the other's latest
+  decision: both sessions' decisions are kept and both pages show them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +179,7 @@ def test_a_generation_job_and_the_studio_run_at_once(runner, tmp_path, monkeypat
     assert len(ids) == n and all(validate_sample(out, sid) == [] for sid in ids)
 
 
-def test_two_curation_sessions_discarding_at_the_same_moment_keep_both(tmp_path, monkeypatch, tiny_dataset):
+def test_two_curation_sessions_discarding_in_turns_keep_both(tmp_path, monkeypatch, tiny_dataset):
     folder = tmp_path / "ws" / "datasets" / "tiny"
     shutil.copytree(tiny_dataset, folder)
     pages = {}
@@ -190,24 +190,13 @@ def test_two_curation_sessions_discarding_at_the_same_moment_keep_both(tmp_path,
         pages[curator] = at
     pages["bob"].session_state["cur_cursor"] = "000004"  # bob works on the second half
     pages["bob"].run()
-    start = threading.Barrier(2)
-    failures: list[BaseException] = []
-
-    def curate(at) -> None:
-        try:
-            start.wait(timeout=30)
-            for _ in range(3):  # Discard moves on to the next sample
-                at.button(key="cur_discard").click().run()
-                assert not at.exception, [e.value for e in at.exception]
-        except BaseException as exc:  # surfaced in the main thread below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=curate, args=(at,)) for at in pages.values()]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not failures, failures
+    # Interleaved clicks: each page acts on what it loaded before the other's latest decision. (AppTest scripts run
+    # in threads are not isolated from each other inside one process, so the sessions take turns here; decisions
+    # really written at the same moment by two processes are the first test of this file.)
+    for _ in range(3):  # Discard moves on to the next sample
+        for at in pages.values():
+            at.button(key="cur_discard").click().run()
+            assert not at.exception, [e.value for e in at.exception]
     log = read_decisions(folder)
     assert sorted((e["by"], e["id"]) for e in log) == [("alice", "000000"), ("alice", "000001"), ("alice", "000002"),
                                                         ("bob", "000004"), ("bob", "000005"), ("bob", "000006")]
