@@ -10,7 +10,9 @@ PORT ?= 8501
 
 .PHONY: venv run test test-fast lint bench browser-deps clean-venv
 
-$(VENV)/.ready: requirements.txt
+# No prerequisite: the folder name already carries the hash of requirements.txt, and a fresh clone's newer file time
+# must not trigger a reinstall of an identical environment.
+$(VENV)/.ready:
 	@# .ready is written last: an interrupted install is redone from scratch next time
 	@rm -rf $(VENV) && mkdir -p $(dir $(VENV))
 	$(PYTHON) -m venv $(VENV)
