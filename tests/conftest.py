@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def synthetic():
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
+def tiny_dataset(tmp_path_factory) -> Iterator[Path]:
     """A small synthetic PTB-V dataset (8 samples, all layouts, 800x600), made once per test session."""
     from pipelines.generate_ptb_v import main
 
@@ -50,7 +51,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
     code = main(["--synthetic", "--out", str(out), "-n", "8", "--seed", "3", "--size", "800x600",
                  "--layout", "seed-3x4,3x4+II,6x2,12x1"])
     assert code == 0
-    return out
+    yield out
+    # Shared by the whole session: a test that curates it must work on a copy, or later copies inherit its decisions.
+    assert not (out / "curation.jsonl").exists(), "a test wrote curation decisions into the shared tiny_dataset"
 
 
 def open_app_page(page: str, workspace: Path, monkeypatch):

@@ -4,6 +4,7 @@ back to the photo, and the dataset builder."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -135,19 +136,18 @@ def test_builder_skips_curated_out_samples(tiny_dataset, tmp_path):
     from ecgcore.dataset import iter_samples, record_decisions
     from pipelines.build_classification_set import main, read_index
 
-    ids = [s.id for s in iter_samples(tiny_dataset)]
+    data = tmp_path / "ds"  # a copy: the session's shared dataset must keep an empty curation log
+    shutil.copytree(tiny_dataset, data)
+    ids = [s.id for s in iter_samples(data)]
     out = tmp_path / "cls"
-    record_decisions(tiny_dataset, [ids[0]], "discard", reason="test")
-    try:
-        assert main(["--data", str(tiny_dataset), "--out", str(out)]) == 0
-        entries = read_index(out)
-        assert sorted(e["id"] for e in entries) == ids[1:]
-        image = cv2.imread(str(out / entries[0]["file"]), cv2.IMREAD_COLOR)
-        assert image.shape == (CANVAS, CANVAS, 3) and image[..., 0].max() > 0  # red channel = curve (BGR)
-        info = json.loads((out / "classification_set.json").read_text())
-        assert info["samples"] == len(ids) - 1 and info["source"] == "truth"
-        # Rerunning resumes: nothing is added twice.
-        assert main(["--data", str(tiny_dataset), "--out", str(out)]) == 0
-        assert len(read_index(out)) == len(ids) - 1
-    finally:
-        record_decisions(tiny_dataset, [ids[0]], "restore", reason="test")
+    record_decisions(data, [ids[0]], "discard", reason="test")
+    assert main(["--data", str(data), "--out", str(out)]) == 0
+    entries = read_index(out)
+    assert sorted(e["id"] for e in entries) == ids[1:]
+    image = cv2.imread(str(out / entries[0]["file"]), cv2.IMREAD_COLOR)
+    assert image.shape == (CANVAS, CANVAS, 3) and image[..., 0].max() > 0  # red channel = curve (BGR)
+    info = json.loads((out / "classification_set.json").read_text())
+    assert info["samples"] == len(ids) - 1 and info["source"] == "truth"
+    # Rerunning resumes: nothing is added twice.
+    assert main(["--data", str(data), "--out", str(out)]) == 0
+    assert len(read_index(out)) == len(ids) - 1

@@ -101,29 +101,50 @@ class Run:
     peak_rss_mb: float
 
 
+# Runs ``python -m MODULE ARGS`` and, as the process ends, writes its own peak RSS (VmHWM, kB) to argv[1]. The kernel's
+# ru_maxrss for a child is not its own: a child started by vfork/fork carries the parent's high-water mark across
+# exec, so a test process that loaded models would report its own size for every child.
+PEAK_WRAPPER = r"""
+import atexit, runpy, sys
+
+
+def write_peak(path=sys.argv[1]):
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    with open(path, "w") as out:
+        out.write(str(kb))
+
+
+atexit.register(write_peak)
+module = sys.argv[2]
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
 def run_measured(module: str, *args: str, timeout: float = 300) -> Run:
-    """``python -m module args`` from the repository root, reaped with wait4 so that its peak RSS is its own (not
-    the maximum over every child this test session has waited for)."""
+    """``python -m module args`` from the repository root, with its wall time and its own peak RSS."""
     import tempfile
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("the peak memory is read from /proc (Linux)")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak_kb"
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, stdout=out, stderr=err)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
+        proc = subprocess.Popen([sys.executable, "-c", PEAK_WRAPPER, str(peak_file), module, *args], cwd=REPO,
+                                stdout=out, stderr=err)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
         out.seek(0)
         err.seek(0)
+        peak_mb = int(peak_file.read_text()) / 1024 if peak_file.is_file() else float("nan")
         return Run(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), wall,
-                   usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+                   peak_mb)
 
 
 def _error_lines(stderr: str) -> list[str]:
