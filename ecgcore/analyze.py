@@ -236,3 +236,16 @@ def analyze_file(path: str | Path, layout: str = "auto", **kwargs) -> Analysis:
 
 # How the labels read in sentences for people (keys: ecgcore.constants.LABELS).
 LABEL_NAMES_FOR_PEOPLE = {"normal": "normal", "non_mi_abnormality": "non-MI abnormality", "mi": "myocardial infarction"}
+
+
+def release_memory() -> None:
+    """Give the memory freed after an analysis back to the OS (glibc keeps freed heap otherwise): the segmentation
+    network's activations for a large photo are hundreds of MB that are used once per upload."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+            pass

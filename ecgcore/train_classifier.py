@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
 from scipy.stats import rankdata
 
+from .checkpoints import atomic_torch_save, restore_checkpoint
 from .classify import (
     IMAGE_CONFIG,
     SIGNAL_CONFIG,
@@ -913,35 +914,23 @@ def evaluate_photos(dataset_dir: str | Path, classifiers, segmenter=None, limit:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, best_score: float, best_epoch: int) -> None:
-    """Write the resumable training state atomically (temporary file + rename): a kill never leaves half a file."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch}, tmp)
-    tmp.replace(path)
+    """Write the resumable training state atomically: a kill never leaves half a file."""
+    atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "epoch": epoch, "best_score": best_score,
+                       "best_epoch": best_epoch}, path)
 
 
 def _load_checkpoint(path: Path, model, optimizer, scheduler) -> tuple[int, float, int]:
-    """Restore what _save_checkpoint wrote (tensors only, no code executed); returns (next epoch, best score, best epoch).
+    """Restore what _save_checkpoint wrote; returns (next epoch, best score, best epoch). A damaged checkpoint or one
+    of another run's model is a ModelError with one sentence."""
 
-    A damaged checkpoint (empty, truncated, overwritten, or one that would need code to load) or one of another run's
-    model is a ModelError with one sentence; torch's own messages are long and suggest loading unsafely.
-    """
-    import warnings
-
-    fix = "delete it to train that part again from the start, or use a new --out"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. pickle-protocol warnings: the sentence below says it all
-            state = torch.load(path, weights_only=True)
-    except Exception:  # torch raises many kinds (RuntimeError, UnpicklingError, EOFError, ...)
-        raise ModelError(f"the training checkpoint {path} is damaged or not a checkpoint of this trainer; {fix}.") from None
-    try:
+    def apply(state: dict) -> tuple[int, float, int]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         return int(state["epoch"]) + 1, float(state["best_score"]), int(state["best_epoch"])
-    except Exception:  # missing keys, other shapes, another optimiser
-        raise ModelError(f"the training checkpoint {path} does not fit this run's model and settings; {fix}.") from None
+
+    return restore_checkpoint(path, apply, "delete it to train that part again from the start, or use a new --out")
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -34,6 +34,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .checkpoints import atomic_torch_save as _atomic_torch_save  # a module name the fault tests patch
+from .checkpoints import restore_checkpoint
 from .constants import CLASS_NAMES, CURVE, N_CLASSES, TRAIN_FOLDS
 from .crops import crop_quad, is_crops_folder, jitter_quad, load_crop, read_crops_index
 from .dataset import DatasetError, Sample, discarded_ids, iter_samples, open_dataset
@@ -439,28 +441,16 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
 
 
 def _restore_checkpoint(path: Path, device: str, model, optimizer, scaler, state: dict[str, Any]) -> None:
-    """Load checkpoints/last.pt (tensors only, no code run) into the model, optimiser and state; a damaged one, or
-    one of another model, is a ModelError with one sentence instead of torch's long messages."""
-    import warnings
+    """Load checkpoints/last.pt into the model, optimiser, scaler and state (ModelError, one sentence, if damaged)."""
 
-    import torch
-
-    fix = "delete it to start the run again, or train into a new --out"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception:  # torch raises many kinds: RuntimeError, UnpicklingError, EOFError, ...
-        raise ModelError(f"the training checkpoint {path} is damaged or not a checkpoint of this trainer; {fix}.") \
-            from None
-    try:
+    def apply(ckpt: dict[str, Any]) -> None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["state"])
         int(state["epoch"]), int(state["step"])
-    except Exception:  # missing keys, other shapes, another optimiser
-        raise ModelError(f"the training checkpoint {path} does not fit this run's model and settings; {fix}.") from None
+
+    restore_checkpoint(path, apply, "delete it to start the run again, or train into a new --out", map_location=device)
 
 
 def _drop_metrics_after(path: Path, epoch: int) -> None:
@@ -484,14 +474,6 @@ def _drop_metrics_after(path: Path, epoch: int) -> None:
             writer = csv.DictWriter(f, fieldnames=list(kept[0]))
             writer.writeheader()
             writer.writerows(kept)
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 

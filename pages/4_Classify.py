@@ -17,7 +17,7 @@ from ecgcore.ui_home import flatten_numbers  # noqa: E402
 from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, probabilities_figure  # noqa: E402
 from ecgcore.ui_report import BOX_COLUMNS, annotate_photo, boxes_to_rows, report, rows_to_boxes, signal_csv, wfdb_zip  # noqa: E402
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
-from pages import load_active_models, release_memory, shared_images_dir  # noqa: E402
+from pages import load_active_models, shared_images_dir  # noqa: E402
 
 try:
     from ecgcore.analyze import DISCLAIMER
@@ -102,7 +102,7 @@ STEP_TEXT = {"segment": "Segmenting grid and trace", "digitize": "Digitising the
 def run_analysis(rgb: np.ndarray, layout: str):
     """analyze_photo with a progress bar; returns (analysis, None) or (None, (kind, sentence))."""
     try:
-        from ecgcore.analyze import analyze_photo
+        from ecgcore.analyze import analyze_photo, release_memory
     except ImportError as exc:
         return None, ("missing", f"the analysis module is not installed in this checkout ({exc}).")
     bar = st.progress(0.0, text="Loading the models...")

@@ -101,16 +101,3 @@ def load_active_models(workspace: Path):
              active["image"])
     image_stamp = _stamp(active["image"] or str(DEFAULT_IMAGE_WEIGHTS))
     return _load_models(*paths, (_stamp(paths[0]), _stamp(paths[1]), image_stamp))
-
-
-def release_memory() -> None:
-    """Give the memory freed after an analysis back to the OS (glibc keeps freed heap otherwise): the segmentation
-    network's activations for a large photo are hundreds of MB that are used once per upload."""
-    import ctypes
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:  # not glibc (e.g. musl): nothing to trim
-            pass

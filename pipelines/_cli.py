@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 
@@ -25,3 +26,12 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
         print("interrupted.", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
+
+
+def print_figures(figures: dict, as_json: bool, width: int) -> None:
+    """A pipeline's measured figures: one JSON object, or one aligned ``name value`` line each."""
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:{width}s} {value}")

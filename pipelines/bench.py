@@ -10,7 +10,6 @@ not available (e.g. no shipped weights) is null, with the reason under "notes".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -28,7 +27,7 @@ from ecgcore.photo import DEFAULT_PHOTO_SIZE, FIT_MARGIN, synthesize_photo
 from ecgcore.render import PaperOptions, render
 from ecgcore.signals import synthetic_record
 
-from ._cli import run
+from ._cli import print_figures, run
 
 ECG_IMAGE_KIT_S_PER_IMAGE = 2.65  # published figure with augmentation (PRODUCT.md)
 PREVIEW_SIZE = (800, 600)
@@ -137,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["machine"] = machine()
     figures["notes"] = notes
     rounded = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}
-    if args.json:
-        print(json.dumps(rounded))
-    else:
-        for key, value in rounded.items():
-            print(f"{key:40s} {value}")
+    print_figures(rounded, args.json, 40)
     return 0
 
 

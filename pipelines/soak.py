@@ -19,8 +19,6 @@ memory, and cycled.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from ecgcore.errors import USER_ERRORS, DigitizationError
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 
-from ._cli import fail, run
+from ._cli import fail, print_figures, run
 
 DEFAULT_SIZE = "1600x1200"  # the PTB-V photo size, what a phone photo is downscaled to
 
@@ -54,14 +52,6 @@ def rss_mb(field: str = "VmRSS") -> float:
 
     info = psutil.Process().memory_info()
     return (getattr(info, "peak_wset", info.rss) if field == "VmHWM" else info.rss) / 2**20
-
-
-def trim_heap() -> None:
-    """Return freed heap pages to the OS, as the Classify page does after each analysis (glibc only)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def generate_photos(out: Path, count: int, size: str, seed: int, ptbxl: Path | None) -> list[Path]:
@@ -88,7 +78,7 @@ def soak(photos: Sequence[Path], n: int, every: int = 10, warmup: int = 20, layo
          explain: bool = False, trim: bool = False,
          on_image: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Analyse ``n`` photos (cycling over ``photos``) in this process; the memory and time figures as a dict."""
-    from ecgcore.analyze import analyze_photo, default_classifiers, default_segmenter
+    from ecgcore.analyze import analyze_photo, default_classifiers, default_segmenter, release_memory
     from ecgcore.imageio import read_image
 
     rss = {"start": rss_mb()}
@@ -112,7 +102,7 @@ def soak(photos: Sequence[Path], n: int, every: int = 10, warmup: int = 20, layo
             outcomes["error"] += 1
             first_problems += [f"{path.name}: {exc}"][: max(0, 5 - len(first_problems))]
         if trim:
-            trim_heap()
+            release_memory()
         seconds.append(time.perf_counter() - started)
         done = i + 1
         if done == warmup:
@@ -197,11 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.bench import machine
 
     figures = {**figures, "source": source, "threads": torch.get_num_threads(), "machine": machine()}
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:28s} {value}")
+    print_figures(figures, args.json, 28)
     return 0
 
 

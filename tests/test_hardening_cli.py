@@ -162,24 +162,24 @@ def _upright_size(path: Path) -> tuple[int, int]:
 # --- one run per command and group, shared by the per-image tests ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def segment_runs(inputs, tmp_path_factory):
+def _runs_into_out(module: str, inputs: Path, tmp_path_factory) -> dict:
+    """``module`` run once on the handled and once on the refused images, each into a fresh --out folder."""
     runs = {}
     for group, cases in (("handled", HANDLED), ("refused", REFUSED)):
-        out = tmp_path_factory.mktemp(f"segment_{group}")
+        out = tmp_path_factory.mktemp(f"{module.rsplit('.', 1)[-1]}_{group}")
         images = [str(inputs / c.file) for c in cases]
-        runs[group] = (run_measured("pipelines.segment", *images, "--out", str(out)), out)
+        runs[group] = (run_measured(module, *images, "--out", str(out)), out)
     return runs
+
+
+@pytest.fixture(scope="module")
+def segment_runs(inputs, tmp_path_factory):
+    return _runs_into_out("pipelines.segment", inputs, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def digitize_runs(inputs, tmp_path_factory):
-    runs = {}
-    for group, cases in (("handled", HANDLED), ("refused", REFUSED)):
-        out = tmp_path_factory.mktemp(f"digitize_{group}")
-        images = [str(inputs / c.file) for c in cases]
-        runs[group] = (run_measured("pipelines.digitize", *images, "--out", str(out)), out)
-    return runs
+    return _runs_into_out("pipelines.digitize", inputs, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
