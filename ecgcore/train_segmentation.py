@@ -78,9 +78,11 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0: no time limit; else stop (cleanly, after an epoch) past this wall time
     device: str = "cpu"
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    workers: int = 0  # data-loading processes; 0 = in the training process (a GPU needs several to stay busy)
     seed: int = 0
     allow_any_fold: bool = False
     init: str = ""  # .safetensors to start from (fine-tuning); its architecture must be ``model``
+    init_partial: bool = False  # with init: another architecture is allowed; tensors of matching name and shape load
     model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL_CONFIG))
 
 
@@ -217,6 +219,29 @@ class ExampleStream:
         return image, mask
 
 
+def stream_seed(seed: int, step: int, worker: int) -> int:
+    """The seed of one data stream: the run's seed, where training (re)started, and which worker draws."""
+    return int(np.random.SeedSequence([seed, step, worker]).generate_state(1)[0])
+
+
+def parallel_batches(cfg: TrainConfig, exclude: dict[str, set[str]], start_step: int) -> Iterator[tuple]:
+    """Endless training batches drawn by ``cfg.workers`` processes, each its own seeded ``ExampleStream``.
+
+    The workers are spawned, not forked: a fork of a process whose torch or OpenCV thread pools already ran can
+    hang in the child. Batches arrive in whatever order the workers finish them, so a run with workers is not
+    bit-for-bit repeatable (a run without them is).
+    """
+    import torch
+
+    from .train_loader import WorkerBatches
+
+    loader = torch.utils.data.DataLoader(WorkerBatches(cfg, exclude, start_step), batch_size=None,
+                                         num_workers=cfg.workers, prefetch_factor=4, persistent_workers=True,
+                                         multiprocessing_context="spawn",
+                                         pin_memory=cfg.device.startswith("cuda"))
+    yield from loader
+
+
 def split_validation(folders: list[str], fraction: float, seed: int) -> tuple[dict[str, set[str]], list[Sample]]:
     """Hold out ``fraction`` of each photo folder's samples (at least one): (ids to exclude per folder, samples)."""
     exclude: dict[str, set[str]] = {}
@@ -340,19 +365,30 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
     _drop_metrics_after(run_dir / "metrics.csv", state["epoch"])
     if cfg.init and state["step"] == 0:
         init_config, init_state = read_weights(cfg.init)
-        if {k: init_config.get(k) for k in cfg.model} != cfg.model:
+        init_state = {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()}
+        if {k: init_config.get(k) for k in cfg.model} == cfg.model:
+            model.load_state_dict(init_state)
+            log(f"initialised from {cfg.init}")
+        elif cfg.init_partial:
+            own = model.state_dict()
+            match = {k: v for k, v in init_state.items() if k in own and own[k].shape == v.shape}
+            if not match:
+                raise ModelError(f"--init weights {Path(cfg.init).name} share no tensor with this architecture.")
+            model.load_state_dict(match, strict=False)
+            log(f"initialised {len(match)} of {len(own)} tensors from {cfg.init} (the rest fresh)")
+        else:
             raise ModelError(f"--init weights {Path(cfg.init).name} have another architecture ({init_config}).")
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init_state.items()})
-        log(f"initialised from {cfg.init}")
     (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "command": command}, indent=1) + "\n")
     log(f"{len(stream.photos)} training photos, {len(stream.crop_entries)} prepared crops, "
-        f"{len(val_samples)} validation photos; device {cfg.device}, torch threads {torch.get_num_threads()}")
+        f"{len(val_samples)} validation photos; device {cfg.device}, torch threads {torch.get_num_threads()}, "
+        f"data workers {cfg.workers}")
 
     total_steps = cfg.epochs * cfg.steps_per_epoch
     if reporter is not None:
         reporter.set_total(total_steps)
         reporter.advance(state["step"])
-    batches = stream.batches(cfg.batch_size)
+    batches = (parallel_batches(cfg, exclude, state["step"]) if cfg.workers > 0
+               else stream.batches(cfg.batch_size))
     started = time.monotonic()
     stop_reason = "epochs done"
     while state["epoch"] < cfg.epochs:
@@ -365,8 +401,8 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, masks = next(batches)
-            x = torch.from_numpy(images).to(cfg.device).permute(0, 3, 1, 2).float()
-            y = torch.from_numpy(masks).to(cfg.device).long()
+            x = torch.as_tensor(images).to(cfg.device, non_blocking=True).permute(0, 3, 1, 2).float()
+            y = torch.as_tensor(masks).to(cfg.device, non_blocking=True).long()
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 logits = model(x)
             loss = loss_fn(logits, y)

@@ -42,12 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this wall time")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loading processes (0: in the training process; use several on a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encoder", help="smp encoder name (default: the shipped architecture's)")
     p.add_argument("--encoder-depth", type=int)
     p.add_argument("--decoder-channels", help="comma-separated decoder widths, one per encoder stage")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
     p.add_argument("--init", type=Path, help="start from these .safetensors weights (fine-tuning; same architecture)")
+    p.add_argument("--init-partial", action="store_true",
+                   help="with --init: allow another architecture, loading the tensors whose name and shape match")
     p.add_argument("--allow-any-fold", action="store_true", help="do not check that records are from folds 1-8")
     p.add_argument("--export", type=Path, metavar="RUN_DIR", help="export RUN_DIR's best weights instead of training")
     p.add_argument("--to", type=Path, help="with --export: destination .safetensors (card written beside it)")
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--decoder-channels needs one width per encoder stage ({model['encoder_depth']})")
     if args.crop % model_stride(model):
         fail(f"--crop must be a multiple of {model_stride(model)} for this architecture, not {args.crop}")
+    if args.workers < 0:
+        fail("--workers must be 0 or more")
     if args.epochs < 1 or args.steps_per_epoch < 1 or args.batch_size < 1:
         fail("--epochs, --steps-per-epoch and --batch-size must be at least 1")
     if args.init and not args.init.is_file():
@@ -101,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(data=data, out=str(args.out), val=val, val_samples=args.val_samples, epochs=args.epochs,
                       steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, crop=args.crop,
                       lead_crop_p=args.lead_crop_p, lr=args.lr, patience=args.patience, max_minutes=args.max_minutes,
-                      device=args.device, threads=args.threads, seed=args.seed, allow_any_fold=args.allow_any_fold,
-                      init=str(args.init or ""), model=model)
+                      device=args.device, threads=args.threads, workers=args.workers, seed=args.seed,
+                      allow_any_fold=args.allow_any_fold,
+                      init=str(args.init or ""), init_partial=args.init_partial, model=model)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

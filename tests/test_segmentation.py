@@ -180,6 +180,24 @@ def test_train_writes_a_run_folder_and_resumes(tiny_dataset, tmp_path):
     load_segmenter(run / "best.safetensors")
 
 
+@pytest.mark.slow
+def test_training_with_data_workers_draws_distinct_batches_and_finishes(tiny_dataset, tmp_path):
+    from ecgcore.train_segmentation import TrainConfig, parallel_batches, stream_seed, train
+
+    cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=1,
+                      steps_per_epoch=3, batch_size=2, crop=64, warmup_steps=1, workers=2,
+                      model={**DEFAULT_MODEL_CONFIG, **SMALL})
+    # each worker and each restart draws its own examples
+    assert len({stream_seed(0, 0, 0), stream_seed(0, 0, 1), stream_seed(0, 5, 0), stream_seed(1, 0, 0)}) == 4
+    batches = parallel_batches(cfg, {}, 0)
+    drawn = [next(batches) for _ in range(4)]
+    assert all(tuple(images.shape) == (2, 64, 64, 3) and tuple(masks.shape) == (2, 64, 64) for images, masks in drawn)
+    assert len({np.asarray(images).tobytes() for images, _ in drawn}) == 4
+    summary = train(cfg)
+    assert summary["step"] == 3
+    assert "data workers 2" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_fine_tuning_starts_from_given_weights_and_refuses_another_architecture(tiny_dataset, tmp_path,
                                                                                  random_segmenter):
     import torch
@@ -202,6 +220,19 @@ def test_fine_tuning_starts_from_given_weights_and_refuses_another_architecture(
                         steps_per_epoch=1, batch_size=2, crop=64, init=str(start), model=dict(DEFAULT_MODEL_CONFIG))
     with pytest.raises(ModelError, match="another architecture"):
         train(other)
+
+    # --init-partial: a wider decoder takes the encoder (and whatever else matches) and trains the rest fresh
+    wider = {**DEFAULT_MODEL_CONFIG, **SMALL}
+    wider["decoder_channels"] = [c * 2 for c in wider["decoder_channels"]]
+    partial = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run3"), val_samples=1, epochs=1,
+                          steps_per_epoch=1, batch_size=2, crop=64, warmup_steps=1, lr=1e-9, init=str(start),
+                          init_partial=True, model=wider)
+    train(partial)
+    log = (tmp_path / "run3" / "train.log").read_text()
+    assert "tensors from" in log and "(the rest fresh)" in log
+    tuned = load_segmenter(tmp_path / "run3" / "best.safetensors").model.state_dict()
+    enc = next(k for k, v in ref.items() if v.ndim == 4 and "encoder" in k)
+    assert torch.allclose(tuned[enc].float(), ref[enc].float(), atol=2e-3)
 
 
 def test_weights_are_safetensors_and_round_trip(tmp_path, random_segmenter, small_photo):
