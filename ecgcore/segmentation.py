@@ -35,7 +35,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "arch": "Unet",
     "encoder_name": "mobilenet_v2",
     "encoder_depth": 4,
-    "decoder_channels": [64, 32, 24, 16],
+    "decoder_channels": [64, 48, 32, 32],
     "fold": 2,  # space-to-depth factor
     "n_classes": N_CLASSES,
 }

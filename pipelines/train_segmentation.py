@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-channels", help="comma-separated decoder widths, one per encoder stage")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
     p.add_argument("--init", type=Path, help="start from these .safetensors weights (fine-tuning; same architecture)")
+    p.add_argument("--loader-rate", type=float, metavar="SECONDS",
+                   help="only measure the data loader (with --workers) for SECONDS and print batches/s as JSON")
     p.add_argument("--init-partial", action="store_true",
                    help="with --init: allow another architecture, loading the tensors whose name and shape match")
     p.add_argument("--allow-any-fold", action="store_true", help="do not check that records are from folds 1-8")
@@ -110,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                       device=args.device, threads=args.threads, workers=args.workers, seed=args.seed,
                       allow_any_fold=args.allow_any_fold,
                       init=str(args.init or ""), init_partial=args.init_partial, model=model)
+    if args.loader_rate:
+        return _loader_rate(cfg, args.loader_rate)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -120,6 +124,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         reporter.close()
     print(json.dumps({k: summary[k] for k in ("stop_reason", "epoch", "step", "best", "best_epoch", "run_dir")}))
+    return 0
+
+
+def _loader_rate(cfg, seconds: float) -> int:
+    """Draw training batches for ``seconds`` (after the first) and print the rate: sizes a time-boxed schedule."""
+    import time
+
+    from ecgcore.train_segmentation import ExampleStream, parallel_batches
+
+    batches = (parallel_batches(cfg, {}, 0) if cfg.workers > 0
+               else ExampleStream(cfg.data, cfg.crop, cfg.crops_per_photo, cfg.lead_crop_p, cfg.seed).batches(
+                   cfg.batch_size))
+    next(batches)
+    n, start = 0, time.monotonic()
+    while time.monotonic() - start < seconds:
+        next(batches)
+        n += 1
+    rate = n / (time.monotonic() - start)
+    print(json.dumps({"batches_per_s": round(rate, 3), "examples_per_s": round(rate * cfg.batch_size, 1),
+                      "workers": cfg.workers, "batch_size": cfg.batch_size}))
     return 0
 
 

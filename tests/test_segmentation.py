@@ -180,7 +180,6 @@ def test_train_writes_a_run_folder_and_resumes(tiny_dataset, tmp_path):
     load_segmenter(run / "best.safetensors")
 
 
-@pytest.mark.slow
 def test_training_with_data_workers_draws_distinct_batches_and_finishes(tiny_dataset, tmp_path):
     from ecgcore.train_segmentation import TrainConfig, parallel_batches, stream_seed, train
 
