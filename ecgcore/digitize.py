@@ -10,7 +10,8 @@ The steps, each in paper millimetres once the grid is known:
 4. Layout: each known layout's pulse positions are matched against the pulses found; the layout and the paper's
    offset (snapped to the 5 mm grid when that explains as many pulses) that explain the most pulses win, ties
    going to the offset that leaves no row of cells empty and puts the paper where the grid is. A given layout only
-   searches the offset. Without pulses, the number of ink rows decides (and the result is flagged).
+   searches the offset. Without pulses, the number of ink rows decides (and the result is flagged); three rows
+   are seed-3x4 or a plain 3x4, whichever row length matches the ink's.
 5. Per lead cell: the curve pixels are grouped into columns about one image pixel wide and, within a column, into
    vertical runs; a Viterbi path through the runs (free to continue a run that touches the previous one, costly
    to jump, pulled towards the cell's baseline beyond half a row, allowed to skip columns) follows the lead through
@@ -471,11 +472,16 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     """Without pulses: the number of rows of trace picks the layout; the first row and the left end of the traces
     place it. A row counts when its ink runs along at least ROW_MIN_EXTENT of the grid (text lines do not)."""
     rows, row_cols = _ink_rows(paper, fit)
-    by_rows = {3: "seed-3x4", 4: "3x4+II", 6: "6x2", 12: "12x1"}
+    by_rows = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 6: ("6x2",), 12: ("12x1",)}
     if layout != "auto":
         name = layout
     elif len(rows) in by_rows:
-        name = by_rows[len(rows)]
+        # Three rows are the prototype's seed-3x4 (4 x 1.8 s, 216 mm) or a plain 3x4 (4 x 2.5 s, 259 mm): the one
+        # whose row is as long as the ink's.
+        ink_mm = _ink_row_length_mm(paper, row_cols)
+        name = min(by_rows[len(rows)],
+                   key=lambda n: abs(max(c.x_mm + c.w_mm for c in make_layout(n, paper_speed).cells)
+                                     - make_layout(n, paper_speed).cells[0].x_mm - ink_mm))
     elif not rows:
         # Specks of "curve" but no band of trace along the paper (blank ECG paper, a sideways photo): no ECG to read,
         # and naming a layout would not help.
@@ -494,6 +500,12 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     du = (paper.u_of(start) if start is not None else fit.extent_mm[0]) - lay.cells[0].x_mm
     offset = (float(np.round(du / MAJOR_MM) * MAJOR_MM), float(np.round(dv / MAJOR_MM) * MAJOR_MM))
     return name, offset, ["no_calibration_pulse", "layout_guessed"]
+
+
+def _ink_row_length_mm(paper: PaperInk, row_cols: list[np.ndarray]) -> float:
+    """The typical length (mm) of the rows of trace: the median, over rows, of the first to the last inked column."""
+    lengths = [float(paper.u_of(cols[-1]) - paper.u_of(cols[0])) for cols in row_cols if len(cols)]
+    return float(np.median(lengths)) if lengths else 0.0
 
 
 def _ink_rows(paper: PaperInk, fit: GridFit) -> tuple[list[float], list[np.ndarray]]:

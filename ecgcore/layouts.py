@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .constants import CALIBRATION_SEGMENTS_MM, DEFAULT_PAPER_SPEED, LEAD_NAMES
 
-LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1")
+LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4")
 
 # Lead grid of the standard 3x4 printout: rows x columns.
 _GRID_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -79,8 +79,9 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
                 x = MARGIN_MM + c * cell_w
                 cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, cell_w, row_h, 0.0, seconds, True))
         rows, width = 3, 4 * cell_w
-    elif name == "3x4+II":
-        # Clinical printout: columns at consecutive 2.5 s windows, one pulse per row, a 10 s lead II rhythm strip.
+    elif name in ("3x4+II", "3x4"):
+        # Clinical printout: columns at consecutive 2.5 s windows, one pulse per row; 3x4+II adds a 10 s lead II
+        # rhythm strip, plain 3x4 has none.
         row_h, seconds = 40.0, 2.5
         col_w = seconds * paper_speed
         for r, row in enumerate(_GRID_3X4):
@@ -89,8 +90,10 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
                 w = col_w + (pulse if c == 0 else 0.0)
                 t0 = c * seconds
                 cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, w, row_h, t0, t0 + seconds, c == 0))
-        cells.append(LeadCell("II", 3, 0, MARGIN_MM, MARGIN_MM + 3 * row_h, pulse + 4 * col_w, row_h, 0.0, 10.0, True))
-        rows, width = 4, pulse + 4 * col_w
+        rows, width = 3, pulse + 4 * col_w
+        if name == "3x4+II":
+            cells.append(LeadCell("II", 3, 0, MARGIN_MM, MARGIN_MM + 3 * row_h, width, row_h, 0.0, 10.0, True))
+            rows = 4
     elif name == "6x2":
         row_h, seconds = 25.0, 5.0
         col_w = seconds * paper_speed

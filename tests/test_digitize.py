@@ -93,15 +93,16 @@ def test_photo_with_perspective_and_curl_is_read(synthetic):
     assert dig.grid["curl_mm"] > 0.5
 
 
-def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic):
-    paper = render(synthetic, "6x2", PaperOptions(px_per_mm=6.0))
+@pytest.mark.parametrize("layout", ["6x2", "3x4", "seed-3x4"])
+def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, layout):
+    paper = render(synthetic, layout, PaperOptions(px_per_mm=6.0))
     mask = paper.mask.copy()
     for box, cell in zip(paper.leads, paper.layout.cells):
         if cell.pulse:  # erase the pulse: the first 9 mm of the cell
             x0 = int(box.quad[0, 0])
             mask[:, x0: x0 + int(9 * 6.0) + 2][mask[:, x0: x0 + int(9 * 6.0) + 2] == CURVE] = 0
     dig = digitize(mask)
-    assert dig.layout == "6x2"
+    assert dig.layout == layout  # three rows: the rows' length tells the plain 3x4 from the seed layout
     assert {"no_calibration_pulse", "layout_guessed"} <= set(dig.quality["flags"]) and not dig.quality["ok"]
 
 
