@@ -321,6 +321,18 @@ def test_segment_command_with_missing_weights_fails_in_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "not found" in proc.stderr
 
 
+def test_loader_rate_measures_the_data_loader_and_bad_worker_counts_are_refused(tiny_dataset, tmp_path):
+    proc = _run_cli("pipelines.train_segmentation", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"),
+                    "--batch-size", "2", "--crop", "64", "--loader-rate", "1")
+    assert proc.returncode == 0, proc.stderr
+    rate = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rate["batches_per_s"] > 0 and rate["examples_per_s"] == pytest.approx(2 * rate["batches_per_s"], rel=0.01)
+    assert not (tmp_path / "run").exists()  # measuring writes no run folder
+    bad = _run_cli("pipelines.train_segmentation", "--data", str(tiny_dataset), "--out", str(tmp_path / "run"),
+                   "--workers", "-1")
+    assert bad.returncode == 2 and "--workers must be 0 or more" in bad.stderr
+
+
 def test_training_refuses_validation_and_test_folds(tmp_path):
     from ecgcore.dataset import DatasetError
     from ecgcore.train_segmentation import check_training_folds
