@@ -479,9 +479,7 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
         # Three rows are the prototype's seed-3x4 (4 x 1.8 s, 216 mm) or a plain 3x4 (4 x 2.5 s, 259 mm): the one
         # whose row is as long as the ink's.
         ink_mm = _ink_row_length_mm(paper, row_cols)
-        name = min(by_rows[len(rows)],
-                   key=lambda n: abs(max(c.x_mm + c.w_mm for c in make_layout(n, paper_speed).cells)
-                                     - make_layout(n, paper_speed).cells[0].x_mm - ink_mm))
+        name = min(by_rows[len(rows)], key=lambda n: abs(make_layout(n, paper_speed).row_mm - ink_mm))
     elif not rows:
         # Specks of "curve" but no band of trace along the paper (blank ECG paper, a sideways photo): no ECG to read,
         # and naming a layout would not help.

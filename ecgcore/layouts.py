@@ -52,6 +52,11 @@ class Layout:
         return max(cell.t1 for cell in self.cells)
 
     @property
+    def row_mm(self) -> float:
+        """Length of a row of trace on the paper: the first cell's left edge to the last cell's right edge."""
+        return max(cell.x_mm + cell.w_mm for cell in self.cells) - min(cell.x_mm for cell in self.cells)
+
+    @property
     def pulse_mm(self) -> float:
         return pulse_width_mm(self.paper_speed)
 

@@ -224,6 +224,17 @@ def stream_seed(seed: int, step: int, worker: int) -> int:
     return int(np.random.SeedSequence([seed, step, worker]).generate_state(1)[0])
 
 
+def training_batches(cfg: TrainConfig, exclude: dict[str, set[str]], start_step: int,
+                     stream: ExampleStream | None = None) -> Iterator[tuple]:
+    """The run's endless batches: from ``cfg.workers`` processes, or from ``stream`` (made from ``cfg`` when not
+    given) in this process."""
+    if cfg.workers > 0:
+        return parallel_batches(cfg, exclude, start_step)
+    if stream is None:
+        stream = ExampleStream(cfg.data, cfg.crop, cfg.crops_per_photo, cfg.lead_crop_p, cfg.seed, exclude)
+    return stream.batches(cfg.batch_size)
+
+
 def parallel_batches(cfg: TrainConfig, exclude: dict[str, set[str]], start_step: int) -> Iterator[tuple]:
     """Endless training batches drawn by ``cfg.workers`` processes, each its own seeded ``ExampleStream``.
 
@@ -387,8 +398,7 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
     if reporter is not None:
         reporter.set_total(total_steps)
         reporter.advance(state["step"])
-    batches = (parallel_batches(cfg, exclude, state["step"]) if cfg.workers > 0
-               else stream.batches(cfg.batch_size))
+    batches = training_batches(cfg, exclude, state["step"], stream)
     started = time.monotonic()
     stop_reason = "epochs done"
     while state["epoch"] < cfg.epochs:

@@ -131,11 +131,9 @@ def _loader_rate(cfg, seconds: float) -> int:
     """Draw training batches for ``seconds`` (after the first) and print the rate: sizes a time-boxed schedule."""
     import time
 
-    from ecgcore.train_segmentation import ExampleStream, parallel_batches
+    from ecgcore.train_segmentation import training_batches
 
-    batches = (parallel_batches(cfg, {}, 0) if cfg.workers > 0
-               else ExampleStream(cfg.data, cfg.crop, cfg.crops_per_photo, cfg.lead_crop_p, cfg.seed).batches(
-                   cfg.batch_size))
+    batches = training_batches(cfg, {}, 0)
     next(batches)
     n, start = 0, time.monotonic()
     while time.monotonic() - start < seconds:
