@@ -63,6 +63,7 @@ def sample_json(sid: str, photo: Photo, record: EcgRecord, layout: str, seed: in
             "paper_speed": photo.paper.options.paper_speed,
             "gain": photo.paper.options.gain,
             "grid_color": photo.paper.options.grid_color,
+            "print_style": photo.paper.options.print_style,
         },
         "leads": [box.to_json() for box in photo.leads],
         "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in photo.params.items()},

@@ -41,6 +41,8 @@ from .signals import EcgRecord
 
 _SUBPIXEL_BITS = 4  # cv2 fixed-point drawing precision: 1/16 px
 _SUBPIXEL = 1 << _SUBPIXEL_BITS
+PRINT_STYLES: tuple[str, ...] = ("ptb-v", "device")
+SEPARATOR_DOT_MM = (0.15, 1.0)  # device-style lead separator: dots this long (plus the pen's round ends), one per mm
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ class PaperOptions:
     minor_line_mm: float = MINOR_LINE_MM
     curve_line_mm: float = CURVE_LINE_MM
     labels: bool = True
+    # "ptb-v": lead labels above the cells' top-left corners, as the prototype printed them; "device": as many
+    # electrocardiographs print, the label sits on the trace at the start of its cell and a dotted line marks each
+    # lead change within a row (neither is ECG curve in the mask).
+    print_style: str = "ptb-v"
 
     def validate(self) -> None:
         if not 1.0 <= self.px_per_mm <= 40.0:
@@ -63,6 +69,8 @@ class PaperOptions:
             raise ValueError(f"paper_speed must be one of {PAPER_SPEEDS} mm/s, not {self.paper_speed}.")
         if self.gain not in GAINS:
             raise ValueError(f"gain must be one of {GAINS} mm/mV, not {self.gain}.")
+        if self.print_style not in PRINT_STYLES:
+            raise ValueError(f"print_style must be one of {', '.join(PRINT_STYLES)}, not {self.print_style!r}.")
         if self.grid_color not in GRID_COLORS:
             raise ValueError(f"grid_color must be one of {', '.join(GRID_COLORS)}, not {self.grid_color!r}.")
         for name in ("major_line_mm", "minor_line_mm", "curve_line_mm"):
@@ -146,6 +154,8 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     on = np.nonzero(ink)
     alpha = ink[on].astype(np.float32)[:, None] * (1.0 / 255.0)
     image[on] = (image[on] * (1.0 - alpha) + np.asarray(INK_RGB, np.float32) * alpha + 0.5).astype(np.uint8)
+    if options.print_style == "device":
+        _draw_separators(image, layout, options)
     if options.labels:
         _draw_text(image, layout, options)
 
@@ -242,17 +252,41 @@ def _trace_points(record: EcgRecord, cell: LeadCell, layout: Layout, options: Pa
     return [p * ppm - 0.5 for p in parts if len(p) >= 2]
 
 
+def _following_cells(layout: Layout) -> list[LeadCell]:
+    """The cells that follow another cell in their row: where the lead changes within a row."""
+    return [c for c in layout.cells
+            if any(abs(o.x_mm + o.w_mm - c.x_mm) < 0.5 and abs(o.y_mm - c.y_mm) < 0.5 for o in layout.cells)]
+
+
+def _draw_separators(image: np.ndarray, layout: Layout, options: PaperOptions) -> None:
+    """Device style: a dotted vertical line over the row's height where the lead changes."""
+    ppm = options.px_per_mm
+    dot, pitch = SEPARATOR_DOT_MM
+    thickness = pen_thickness(options.curve_line_mm * ppm)
+    for cell in _following_cells(layout):
+        x = round((cell.x_mm * ppm - 0.5) * _SUBPIXEL)
+        for y_mm in np.arange(cell.y_mm + 0.5 * pitch, cell.y_mm + cell.h_mm, pitch):
+            y0, y1 = (round((y * ppm - 0.5) * _SUBPIXEL) for y in (y_mm, y_mm + dot))
+            cv2.line(image, (x, y0), (x, y1), INK_RGB, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+
+
 def _draw_text(image: np.ndarray, layout: Layout, options: PaperOptions) -> None:
     ppm = options.px_per_mm
     scale = LABEL_FONT_PX_AT_10 / 22.0 * ppm / 10.0
     thickness = max(1, int(round(2 * ppm / 10.0)))
-    font = cv2.FONT_HERSHEY_DUPLEX
+    device = options.print_style == "device"
+    font = cv2.FONT_HERSHEY_COMPLEX if device else cv2.FONT_HERSHEY_DUPLEX
     seen: set[tuple[int, int]] = set()
     for cell in layout.cells:
         if (cell.row, cell.col) in seen:
             continue
         seen.add((cell.row, cell.col))
-        org = (int(round((cell.x_mm + 1.0) * ppm)), int(round((cell.y_mm + 5.0) * ppm)))
+        if device:
+            # On the trace, just after the lead change (or the pulse), its foot half a small cell above 0 mV.
+            start = cell.x_mm + (layout.pulse_mm if cell.pulse else 0.0)
+            org = (int(round((start + 1.0) * ppm)), int(round((cell.baseline_mm - 0.5) * ppm)))
+        else:
+            org = (int(round((cell.x_mm + 1.0) * ppm)), int(round((cell.y_mm + 5.0) * ppm)))
         cv2.putText(image, cell.lead, org, font, scale, INK_RGB, thickness, cv2.LINE_AA)
     footer = f"{options.paper_speed:.1f} mm/s;  {options.gain:.1f} mm/mV"
     org = (int(round(6.0 * ppm)), int(round((layout.height_mm - 3.0) * ppm)))

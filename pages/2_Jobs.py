@@ -14,6 +14,7 @@ st.set_page_config(page_title="Jobs - ECG Lab", page_icon="⚙️", layout="wide
 
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
+from ecgcore.render import PRINT_STYLES  # noqa: E402
 from ecgcore.signals import default_ptbxl_dir  # noqa: E402
 from ecgcore.ui_home import WEIGHTS_DIR  # noqa: E402
 from ecgcore.ui_plots import metrics_figure  # noqa: E402
@@ -104,11 +105,18 @@ def form_generate() -> list[str]:
     current = state.get("gen_preset", "")
     index = next((i for i, label in enumerate(labels) if choices[label] == current), 0)
     preset_label = st.selectbox("Preset", labels, index=index, key="gen_preset_label")
-    layouts = st.multiselect("Layouts (one drawn per sample)", LAYOUT_NAMES, default=state.get("gen_layouts", ["seed-3x4"]),
+    c1, c2 = st.columns([3, 1])
+    layouts = c1.multiselect("Layouts (one drawn per sample)", LAYOUT_NAMES, default=state.get("gen_layouts", ["seed-3x4"]),
                              key="gen_layouts_widget")
+    print_style = c2.selectbox("Print style", PRINT_STYLES, key="gen_print_style",
+                               help="ptb-v: lead labels above the cells, as the prototype printed them. device: labels "
+                                    "on the trace and dotted lines where the lead changes, as many electrocardiographs "
+                                    "print (neither is ECG curve in the masks).")
     args = ["--out", out_folder(DATASETS, state.get("gen_name", ""), "dataset name"), "-n", str(int(n)),
             "--seed", str(int(seed)), "--workers", str(int(workers)), "--size", size,
             "--layout", ",".join(layouts or ["seed-3x4"])]
+    if print_style != PRINT_STYLES[0]:
+        args += ["--print-style", print_style]
     backgrounds_dir = subdir(BACKGROUNDS, root)
     state.setdefault("gen_backgrounds", False)
     if st.checkbox(f"Use the background photos in {backgrounds_dir} (for the 'folder' background)",

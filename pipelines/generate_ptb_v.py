@@ -23,7 +23,7 @@ from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.params import Preset
 from ecgcore.photo import DEFAULT_PHOTO_SIZE
 from ecgcore.progress import Reporter
-from ecgcore.render import PaperOptions
+from ecgcore.render import PRINT_STYLES, PaperOptions
 from ecgcore.signals import PtbXl, default_ptbxl_dir
 
 from ._cli import fail, run
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper-speed", type=float, default=25.0, choices=(25.0, 50.0))
     p.add_argument("--gain", type=float, default=10.0, choices=(5.0, 10.0, 20.0))
     p.add_argument("--grid-color", default="red", help="red, pink, blue, green, grey")
+    p.add_argument("--print-style", default="ptb-v", choices=PRINT_STYLES,
+                   help="ptb-v: labels above the cells (the prototype's); device: labels on the trace and dotted "
+                        "lead separators, as many electrocardiographs print")
     p.add_argument("--backgrounds", type=Path, help="folder of background photos (enables background 'folder')")
     p.add_argument("--backend", default="loky", choices=("loky", "dask"), help="joblib backend")
     p.add_argument("--scheduler", help="Dask scheduler address for --backend dask (e.g. tcp://host:8786)")
@@ -93,7 +96,8 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [name for name in layouts if name not in LAYOUT_NAMES]
     if not layouts or unknown:
         fail(f"unknown layout {', '.join(unknown) or args.layout!r}; choose from {', '.join(LAYOUT_NAMES)}")
-    paper = PaperOptions(paper_speed=args.paper_speed, gain=args.gain, grid_color=args.grid_color)
+    paper = PaperOptions(paper_speed=args.paper_speed, gain=args.gain, grid_color=args.grid_color,
+                         print_style=args.print_style)
     paper.validate()
     backgrounds = str(args.backgrounds.resolve()) if args.backgrounds else None
     if backgrounds:
@@ -134,7 +138,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "layouts": layouts,
         "seed": args.seed,
         "size": list(args.size),
-        "paper": {"paper_speed": paper.paper_speed, "gain": paper.gain, "grid_color": paper.grid_color},
+        # print_style only when not the default, so that datasets made before it existed still resume
+        "paper": {"paper_speed": paper.paper_speed, "gain": paper.gain, "grid_color": paper.grid_color,
+                  **({"print_style": paper.print_style} if paper.print_style != "ptb-v" else {})},
         "fs": args.fs,
         "backgrounds": backgrounds,
     }

@@ -3,6 +3,7 @@ names are refused before anything runs; the table and details show status, progr
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -52,6 +53,22 @@ def test_a_generation_job_launched_from_the_form_finishes(jobs_page, tmp_path):
 
     at.button(key="rerun_1").click().run()
     assert JobRunner(tmp_path / "ws").wait(2, timeout=90).status == "finished"
+
+
+def test_the_device_print_style_reaches_the_dataset(jobs_page, tmp_path):
+    at = jobs_page
+    at.text_input(key="gen_name").input("device")
+    at.number_input(key="gen_n").set_value(1)
+    at.selectbox(key="gen_size").set_value("400x300")
+    at.selectbox(key="gen_print_style").set_value("device")
+    at.button(key="launch_generate_ptb_v").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = JobRunner(tmp_path / "ws").wait(1, timeout=90)
+    assert job.status == "finished", JobRunner(tmp_path / "ws").log_tail(job)
+    assert "--print-style device" in " ".join(job.args)
+    info = json.loads((tmp_path / "ws" / "datasets" / "device" / "dataset.json").read_text())
+    sample = json.loads((tmp_path / "ws" / "datasets" / "device" / "000000.json").read_text())
+    assert info["paper"]["print_style"] == "device" and sample["paper"]["print_style"] == "device"
 
 
 def test_a_dataset_name_with_a_path_is_refused_and_nothing_runs(jobs_page, tmp_path):

@@ -142,6 +142,17 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
         cli("--synthetic", "-n", "1", "--size", "640x480", "--layout", "12x1", "--out", out))
 
 
+def test_print_style_is_part_of_the_dataset_identity_only_when_not_the_default(tmp_path):
+    out = str(tmp_path / "d")
+    assert main(["--synthetic", "-n", "1", "--size", "640x480", "--out", out]) == 0
+    info = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert "print_style" not in info["paper"]  # identical to datasets made before the option existed
+    assert main(["--synthetic", "-n", "2", "--size", "640x480", "--print-style", "ptb-v", "--out", out]) == 0
+    assert "other settings (paper)" in one_line_error(
+        cli("--synthetic", "-n", "3", "--size", "640x480", "--print-style", "device", "--out", out))
+    assert "invalid choice: 'dotted'" in cli("--synthetic", "-n", "1", "--print-style", "dotted", "--out", out).stderr
+
+
 def test_dask_backend_on_a_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:

@@ -161,7 +161,8 @@ def test_nan_breaks_the_trace():
 
 @pytest.mark.parametrize(
     "kwargs, words",
-    [({"px_per_mm": 0.5}, "px_per_mm"), ({"gain": 7.0}, "gain"), ({"grid_color": "purple"}, "grid_color")],
+    [({"px_per_mm": 0.5}, "px_per_mm"), ({"gain": 7.0}, "gain"), ({"grid_color": "purple"}, "grid_color"),
+     ({"print_style": "fancy"}, "print_style")],
 )
 def test_bad_paper_options_are_named(kwargs, words):
     with pytest.raises(ValueError, match=words):
@@ -173,3 +174,37 @@ def test_unknown_layout_and_short_record():
         render(flat_record(), "5x5")
     with pytest.raises(ValueError, match="only 1 s"):
         render(flat_record(seconds=1.0), "12x1")
+
+
+@pytest.mark.parametrize("layout_name", ["3x4+II", "seed-3x4"])
+def test_device_print_style_marks_lead_changes_and_labels_the_trace_without_calling_them_curve(layout_name):
+    from ecgcore.signals import synthetic_record
+
+    ppm = 8.0
+    record = synthetic_record(3)
+    plain = render(record, layout_name, PaperOptions(px_per_mm=ppm, labels=False))
+    device = render(record, layout_name, PaperOptions(px_per_mm=ppm, print_style="device"))
+    # the ground truth does not change: separators and labels are ink, not ECG curve
+    assert np.array_equal(device.mask, plain.mask) and np.array_equal(device.curve_lead, plain.curve_lead)
+    added = plain.image.min(axis=2).astype(int) - device.image.min(axis=2).astype(int) >= 100
+    layout = device.layout
+    for cell in layout.cells:
+        follows = any(abs(o.x_mm + o.w_mm - cell.x_mm) < 0.5 and abs(o.y_mm - cell.y_mm) < 0.5 for o in layout.cells)
+        x = int(round(cell.x_mm * ppm))
+        rows = slice(int(cell.y_mm * ppm), int((cell.y_mm + cell.h_mm) * ppm))
+        column = added[rows, x - 1 : x + 2].any(axis=1)
+        # a dotted line over the row's height where the lead changes (not solid), none elsewhere
+        if follows:
+            assert 0.25 < column.mean() < 0.65, cell.lead
+        elif cell.col == 0 and cell.row < 3:
+            assert column.mean() < 0.05, cell.lead
+        # the label sits on the trace: ink within 4 mm above the 0 mV line, just after the cell's start
+        start = cell.x_mm + (layout.pulse_mm if cell.pulse else 0.0)
+        box = added[int((cell.baseline_mm - 4.0) * ppm) : int(cell.baseline_mm * ppm),
+                    int((start + 0.5) * ppm) : int((start + 6.0) * ppm)]
+        assert box.sum() > 20, cell.lead
+    # the prototype's style (the default) prints no separators
+    default = render(record, layout_name, PaperOptions(px_per_mm=ppm))
+    x = int(round(layout.cells[3].x_mm * ppm))
+    assert default.options.print_style == "ptb-v"
+    assert (plain.image.min(axis=2).astype(int) - default.image.min(axis=2).astype(int) >= 100)[:, x - 1 : x + 2].sum() < 200
