@@ -43,6 +43,8 @@ PAPER_SPEEDS: tuple[float, ...] = (25.0, 50.0)
 GAINS: tuple[float, ...] = (5.0, 10.0, 20.0)
 MAJOR_LINE_MM = 0.2  # 2 px at 10 px/mm
 MINOR_LINE_MM = 0.1  # 1 px at 10 px/mm
+MINOR_GRIDS = ("lines", "dots")  # the minor grid as lines, or as a dot at every 1 mm crossing
+MINOR_DOT_MM = 0.2  # side of a minor-grid dot
 CURVE_LINE_MM = 0.3  # 3 px at 10 px/mm
 # A pixel belongs to the curve class when the trace's anti-aliased ink covers at least this share of it: the mask
 # marks every pixel where the trace shows, not a 1-px skeleton inside a wider stroke (which left a thin trace's
@@ -60,6 +62,8 @@ GRID_COLORS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "blue": ((0x3A, 0x6E, 0xC8), (0xA8, 0xC4, 0xEC)),
     "green": ((0x2E, 0x9A, 0x4E), (0xA6, 0xD8, 0xB2)),
     "grey": ((0x70, 0x70, 0x70), (0xC0, 0xC0, 0xC0)),
+    # as some printers and screen exports: black major lines, as dark as the trace (usually with a dotted minor grid)
+    "black": ((0x26, 0x26, 0x26), (0x50, 0x50, 0x50)),
 }
 PAPER_RGB = (255, 255, 255)
 INK_RGB = (0, 0, 0)

@@ -64,6 +64,7 @@ def sample_json(sid: str, photo: Photo, record: EcgRecord, layout: str, seed: in
             "gain": photo.paper.options.gain,
             "grid_color": photo.paper.options.grid_color,
             "print_style": photo.paper.options.print_style,
+            "minor_grid": photo.paper.options.minor_grid,
         },
         "leads": [box.to_json() for box in photo.leads],
         "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in photo.params.items()},

@@ -32,6 +32,8 @@ from .constants import (
     LEAD_NAMES,
     MAJOR_EVERY,
     MAJOR_LINE_MM,
+    MINOR_DOT_MM,
+    MINOR_GRIDS,
     MINOR_LINE_MM,
     PAPER_RGB,
     PAPER_SPEEDS,
@@ -61,6 +63,8 @@ class PaperOptions:
     # electrocardiographs print, the label sits on the trace at the start of its cell and a dotted line marks each
     # lead change within a row (neither is ECG curve in the mask).
     print_style: str = "ptb-v"
+    # "lines": the minor grid as thin lines; "dots": a dot at every 1 mm crossing (major lines stay lines)
+    minor_grid: str = "lines"
 
     def validate(self) -> None:
         if not 1.0 <= self.px_per_mm <= 40.0:
@@ -71,6 +75,8 @@ class PaperOptions:
             raise ValueError(f"gain must be one of {GAINS} mm/mV, not {self.gain}.")
         if self.print_style not in PRINT_STYLES:
             raise ValueError(f"print_style must be one of {', '.join(PRINT_STYLES)}, not {self.print_style!r}.")
+        if self.minor_grid not in MINOR_GRIDS:
+            raise ValueError(f"minor_grid must be one of {', '.join(MINOR_GRIDS)}, not {self.minor_grid!r}.")
         if self.grid_color not in GRID_COLORS:
             raise ValueError(f"grid_color must be one of {', '.join(GRID_COLORS)}, not {self.grid_color!r}.")
         for name in ("major_line_mm", "minor_line_mm", "curve_line_mm"):
@@ -132,7 +138,8 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     height = int(np.ceil(layout.height_mm * ppm))
     major_rgb, minor_rgb = GRID_COLORS[options.grid_color]
 
-    grid_image, grid_x, grid_y = _grid(width, height, ppm, options.minor_line_mm, options.major_line_mm, major_rgb, minor_rgb)
+    grid_image, grid_x, grid_y = _grid(width, height, ppm, options.minor_line_mm, options.major_line_mm, major_rgb, minor_rgb,
+                                       options.minor_grid)
     image = grid_image.copy()
 
     thickness = pen_thickness(options.curve_line_mm * ppm)
@@ -194,15 +201,21 @@ def _line_coverage(n_px: int, pitch_px: float, width_px: float) -> tuple[np.ndar
 
 
 @functools.lru_cache(maxsize=4)
-def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb):
+def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_grid="lines"):
     """The empty paper (uint8 RGB) and the major-line flags per column and row. Cached: a dataset or a Studio
     session renders the same paper size again and again. Callers must not modify the returned arrays."""
-    minor_x, _ = _line_coverage(width, ppm, minor_mm * ppm)
-    minor_y, _ = _line_coverage(height, ppm, minor_mm * ppm)
     major_x, on_x = _line_coverage(width, MAJOR_EVERY * ppm, major_mm * ppm)
     major_y, on_y = _line_coverage(height, MAJOR_EVERY * ppm, major_mm * ppm)
-    # Union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns.
-    a_minor = 1.0 - (1.0 - minor_y[:, None]) * (1.0 - minor_x[None, :])
+    if minor_grid == "dots":
+        # A square dot at every crossing: the intersection of the two line families, coverage a_x * a_y.
+        minor_x, _ = _line_coverage(width, ppm, MINOR_DOT_MM * ppm)
+        minor_y, _ = _line_coverage(height, ppm, MINOR_DOT_MM * ppm)
+        a_minor = minor_y[:, None] * minor_x[None, :]
+    else:
+        minor_x, _ = _line_coverage(width, ppm, minor_mm * ppm)
+        minor_y, _ = _line_coverage(height, ppm, minor_mm * ppm)
+        # Union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns.
+        a_minor = 1.0 - (1.0 - minor_y[:, None]) * (1.0 - minor_x[None, :])
     a_major = 1.0 - (1.0 - major_y[:, None]) * (1.0 - major_x[None, :])
     paper = np.asarray(PAPER_RGB, np.float32)
     minor = np.asarray(minor_rgb, np.float32)

@@ -157,6 +157,11 @@ class Segmenter:
 
     Images whose padded size is at most ``max_pixels`` run in one pass; larger ones in tiles of ``tile`` px that
     overlap by ``2 * margin`` px, of which only the centre is kept.
+
+    The network learned from photos of about ``work_side`` px (the paper at about 5 px/mm): a photo whose longer
+    side exceeds ``max_side`` (a scan or a camera's full resolution, the paper at 10-15 px/mm, where a major grid
+    line is as thick as the trace was in training) is scaled down to ``work_side`` first and its class scores
+    scaled back up to the photo's size. ``max_side=None`` always works at the photo's own resolution.
     """
 
     model: Any
@@ -167,6 +172,8 @@ class Segmenter:
     margin: int = 64
     max_pixels: int = 2560 * 1920
     batch_size: int = 4
+    max_side: int | None = 2048
+    work_side: int = 1600
 
     @property
     def stride(self) -> int:
@@ -192,7 +199,7 @@ class Segmenter:
         for i, img in enumerate(images):
             by_size.setdefault(img.shape[:2], []).append(i)
         for (h, w), idx in by_size.items():
-            if not self._single_pass(h, w):
+            if not self._single_pass(h, w) or self._rescaled(h, w):
                 for i in idx:
                     out[i] = self.predict(images[i])
                 continue
@@ -209,8 +216,22 @@ class Segmenter:
         s = self.stride
         return math.ceil(h / s) * s * math.ceil(w / s) * s <= self.max_pixels
 
+    def _rescaled(self, h: int, w: int) -> bool:
+        return self.max_side is not None and max(h, w) > self.max_side
+
     def _logits(self, rgb: np.ndarray, tiled: bool | None) -> np.ndarray:
         rgb = _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        if not self._rescaled(h, w):
+            return self._native_logits(rgb, tiled)
+        import cv2
+
+        f = self.work_side / max(h, w)
+        small = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        logits = self._native_logits(small, tiled)
+        return np.stack([cv2.resize(channel, (w, h), interpolation=cv2.INTER_LINEAR) for channel in logits])
+
+    def _native_logits(self, rgb: np.ndarray, tiled: bool | None) -> np.ndarray:
         h, w = rgb.shape[:2]
         padded, _ = _pad_to(rgb, self.stride)
         use_tiles = (not self._single_pass(h, w)) if tiled is None else tiled

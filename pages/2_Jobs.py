@@ -12,6 +12,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Jobs - ECG Lab", page_icon="⚙️", layout="wide")
 
+from ecgcore.constants import GRID_COLORS, MINOR_GRIDS  # noqa: E402
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.render import PRINT_STYLES  # noqa: E402
@@ -112,11 +113,19 @@ def form_generate() -> list[str]:
                                help="ptb-v: lead labels above the cells, as the prototype printed them. device: labels "
                                     "on the trace and dotted lines where the lead changes, as many electrocardiographs "
                                     "print (neither is ECG curve in the masks).")
+    c1, c2, _ = st.columns([1, 1, 2])
+    grid_color = c1.selectbox("Grid colour", list(GRID_COLORS), key="gen_grid_color")
+    minor_grid = c2.selectbox("Minor grid", MINOR_GRIDS, key="gen_minor_grid",
+                              help="thin lines, or a dot at every 1 mm crossing (as some printers and screen exports)")
     args = ["--out", out_folder(DATASETS, state.get("gen_name", ""), "dataset name"), "-n", str(int(n)),
             "--seed", str(int(seed)), "--workers", str(int(workers)), "--size", size,
             "--layout", ",".join(layouts or ["seed-3x4"])]
     if print_style != PRINT_STYLES[0]:
         args += ["--print-style", print_style]
+    if grid_color != "red":
+        args += ["--grid-color", grid_color]
+    if minor_grid != MINOR_GRIDS[0]:
+        args += ["--minor-grid", minor_grid]
     backgrounds_dir = subdir(BACKGROUNDS, root)
     state.setdefault("gen_backgrounds", False)
     if st.checkbox(f"Use the background photos in {backgrounds_dir} (for the 'folder' background)",

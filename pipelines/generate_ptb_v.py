@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ecgcore.backgrounds import list_background_photos
+from ecgcore.constants import GRID_COLORS, MINOR_GRIDS
 from ecgcore.dataset import DatasetError, is_done, new_dataset_info, open_dataset, sample_id, write_dataset_json
 from ecgcore.generate import IDENTITY_KEYS, make_sample
 from ecgcore.layouts import LAYOUT_NAMES
@@ -75,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=DEFAULT_PHOTO_SIZE, help="photo size WIDTHxHEIGHT")
     p.add_argument("--paper-speed", type=float, default=25.0, choices=(25.0, 50.0))
     p.add_argument("--gain", type=float, default=10.0, choices=(5.0, 10.0, 20.0))
-    p.add_argument("--grid-color", default="red", help="red, pink, blue, green, grey")
+    p.add_argument("--grid-color", default="red", choices=tuple(GRID_COLORS), help=", ".join(GRID_COLORS))
+    p.add_argument("--minor-grid", default="lines", choices=MINOR_GRIDS,
+                   help="the minor grid as thin lines, or as a dot at every 1 mm crossing")
     p.add_argument("--print-style", default="ptb-v", choices=PRINT_STYLES,
                    help="ptb-v: labels above the cells (the prototype's); device: labels on the trace and dotted "
                         "lead separators, as many electrocardiographs print")
@@ -97,7 +100,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     if not layouts or unknown:
         fail(f"unknown layout {', '.join(unknown) or args.layout!r}; choose from {', '.join(LAYOUT_NAMES)}")
     paper = PaperOptions(paper_speed=args.paper_speed, gain=args.gain, grid_color=args.grid_color,
-                         print_style=args.print_style)
+                         print_style=args.print_style, minor_grid=args.minor_grid)
     paper.validate()
     backgrounds = str(args.backgrounds.resolve()) if args.backgrounds else None
     if backgrounds:
@@ -138,9 +141,10 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "layouts": layouts,
         "seed": args.seed,
         "size": list(args.size),
-        # print_style only when not the default, so that datasets made before it existed still resume
+        # print_style and minor_grid only when not the default, so that datasets made before they existed still resume
         "paper": {"paper_speed": paper.paper_speed, "gain": paper.gain, "grid_color": paper.grid_color,
-                  **({"print_style": paper.print_style} if paper.print_style != "ptb-v" else {})},
+                  **({"print_style": paper.print_style} if paper.print_style != "ptb-v" else {}),
+                  **({"minor_grid": paper.minor_grid} if paper.minor_grid != "lines" else {})},
         "fs": args.fs,
         "backgrounds": backgrounds,
     }

@@ -55,12 +55,14 @@ def test_a_generation_job_launched_from_the_form_finishes(jobs_page, tmp_path):
     assert JobRunner(tmp_path / "ws").wait(2, timeout=90).status == "finished"
 
 
-def test_the_device_print_style_reaches_the_dataset(jobs_page, tmp_path):
+def test_the_print_style_and_grid_choices_reach_the_dataset(jobs_page, tmp_path):
     at = jobs_page
     at.text_input(key="gen_name").input("device")
     at.number_input(key="gen_n").set_value(1)
     at.selectbox(key="gen_size").set_value("400x300")
     at.selectbox(key="gen_print_style").set_value("device")
+    at.selectbox(key="gen_grid_color").set_value("black")
+    at.selectbox(key="gen_minor_grid").set_value("dots")
     at.button(key="launch_generate_ptb_v").click().run()
     assert not at.exception, [e.value for e in at.exception]
     job = JobRunner(tmp_path / "ws").wait(1, timeout=90)
@@ -69,6 +71,8 @@ def test_the_device_print_style_reaches_the_dataset(jobs_page, tmp_path):
     info = json.loads((tmp_path / "ws" / "datasets" / "device" / "dataset.json").read_text())
     sample = json.loads((tmp_path / "ws" / "datasets" / "device" / "000000.json").read_text())
     assert info["paper"]["print_style"] == "device" and sample["paper"]["print_style"] == "device"
+    assert "--grid-color black --minor-grid dots" in " ".join(job.args)
+    assert sample["paper"]["grid_color"] == "black" and sample["paper"]["minor_grid"] == "dots"
 
 
 def test_a_dataset_name_with_a_path_is_refused_and_nothing_runs(jobs_page, tmp_path):

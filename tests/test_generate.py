@@ -153,6 +153,24 @@ def test_print_style_is_part_of_the_dataset_identity_only_when_not_the_default(t
     assert "invalid choice: 'dotted'" in cli("--synthetic", "-n", "1", "--print-style", "dotted", "--out", out).stderr
 
 
+def test_minor_grid_and_black_grid_reach_the_samples_and_the_identity_only_when_not_the_default(tmp_path):
+    out = str(tmp_path / "d")
+    assert main(["--synthetic", "-n", "1", "--size", "640x480", "--out", out]) == 0
+    info = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert "minor_grid" not in info["paper"]  # identical to datasets made before the option existed
+    assert "other settings (paper)" in one_line_error(
+        cli("--synthetic", "-n", "2", "--size", "640x480", "--minor-grid", "dots", "--out", out))
+    dots = str(tmp_path / "dots")
+    assert main(["--synthetic", "-n", "1", "--size", "640x480", "--grid-color", "black", "--minor-grid", "dots",
+                 "--out", dots]) == 0
+    info = json.loads((tmp_path / "dots" / "dataset.json").read_text())
+    sample = json.loads((tmp_path / "dots" / "000000.json").read_text())
+    assert info["paper"]["minor_grid"] == "dots" and info["paper"]["grid_color"] == "black"
+    assert sample["paper"]["minor_grid"] == "dots" and sample["paper"]["grid_color"] == "black"
+    assert "invalid choice: 'purple'" in cli("--synthetic", "-n", "1", "--grid-color", "purple", "--out", dots).stderr
+    assert "invalid choice: 'hatched'" in cli("--synthetic", "-n", "1", "--minor-grid", "hatched", "--out", dots).stderr
+
+
 def test_dask_backend_on_a_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:

@@ -162,7 +162,7 @@ def test_nan_breaks_the_trace():
 @pytest.mark.parametrize(
     "kwargs, words",
     [({"px_per_mm": 0.5}, "px_per_mm"), ({"gain": 7.0}, "gain"), ({"grid_color": "purple"}, "grid_color"),
-     ({"print_style": "fancy"}, "print_style")],
+     ({"print_style": "fancy"}, "print_style"), ({"minor_grid": "hatched"}, "minor_grid")],
 )
 def test_bad_paper_options_are_named(kwargs, words):
     with pytest.raises(ValueError, match=words):
@@ -208,3 +208,23 @@ def test_device_print_style_marks_lead_changes_and_labels_the_trace_without_call
     x = int(round(layout.cells[3].x_mm * ppm))
     assert default.options.print_style == "ptb-v"
     assert (plain.image.min(axis=2).astype(int) - default.image.min(axis=2).astype(int) >= 100)[:, x - 1 : x + 2].sum() < 200
+
+
+def test_dotted_minor_grid_puts_a_dot_at_each_crossing_and_keeps_the_major_lines_and_the_mask():
+    ppm = 10.0
+    record = flat_record()
+    lines = render(record, "seed-3x4", PaperOptions(px_per_mm=ppm, grid_color="black", labels=False))
+    dots = render(record, "seed-3x4", PaperOptions(px_per_mm=ppm, grid_color="black", labels=False, minor_grid="dots"))
+    # the ground truth (major lines, curve) is the same; minor marks are never a class
+    assert np.array_equal(lines.mask, dots.mask)
+    gray = dots.image.min(axis=2).astype(int)
+    # 1 mm crossings away from major lines (mm 11, 12, ...), and the middle of the minor lines between them
+    crossing = [(int(round(y * ppm)), int(round(x * ppm))) for y in (51, 52, 53) for x in (11, 12, 13)]
+    between = [(int(round(y * ppm)), int(round((x + 0.5) * ppm))) for y in (51, 52, 53) for x in (11, 12, 13)]
+    assert all(gray[p] < 200 for p in crossing)  # a dark dot
+    assert all(gray[p] > 240 for p in between)  # white paper where the lines would run
+    assert (lines.image.min(axis=2)[tuple(np.array(between).T)] < 200).all()  # ...which the line grid inks
+    # the black scheme's major lines are nearly as dark as the trace
+    major_col = int(round(dots.mask.shape[1] / 2))
+    major_x = np.flatnonzero((dots.mask == GRID_X).any(axis=0))
+    assert gray[:, major_x[major_x > major_col][0]].min() < 0x40

@@ -85,6 +85,41 @@ def test_tiled_matches_untiled_on_a_photo(shipped, small_photo):
     assert agree > 0.995, f"tiled and untiled class maps agree on only {agree:.4f} of the pixels"
 
 
+def test_a_photo_larger_than_max_side_is_segmented_at_the_working_size_and_mapped_back(random_segmenter):
+    import cv2
+
+    rgb = np.random.default_rng(3).integers(0, 256, (150, 210, 3), dtype=np.uint8)
+    seg = Segmenter(random_segmenter.model, random_segmenter.config, max_side=200, work_side=105)
+    proba = seg.predict_proba(rgb)
+    assert proba.shape == (N_CLASSES, 150, 210)
+    np.testing.assert_array_equal(seg.predict(rgb), proba.argmax(0))
+    assert seg.predict_batch([rgb])[0].shape == (150, 210)
+    # the same as segmenting the half-size image and scaling its scores up
+    native = Segmenter(random_segmenter.model, random_segmenter.config, max_side=None)
+    small = cv2.resize(rgb, (105, 75), interpolation=cv2.INTER_AREA)
+    logits = native._logits(small, None)
+    expected = np.stack([cv2.resize(c, (210, 150), interpolation=cv2.INTER_LINEAR) for c in logits])
+    np.testing.assert_allclose(seg._logits(rgb, None), expected, atol=1e-5)
+    # at or below max_side nothing changes
+    np.testing.assert_array_equal(Segmenter(random_segmenter.model, random_segmenter.config, max_side=210).predict(rgb),
+                                  native.predict(rgb))
+
+
+def test_a_high_resolution_photo_segments_as_well_as_the_training_sized_one(shipped, synthetic):
+    import cv2
+
+    from ecgcore.photo import synthesize_photo
+
+    photo = synthesize_photo(synthetic, seed=12, layout="3x4+II", size=(1600, 1200))
+    at_size = sample_iou(shipped.predict(photo.image), photo.mask)
+    # the same paper photographed at twice the resolution (10 px/mm: a scan, or a phone camera's full size)
+    big = cv2.resize(photo.image, (3200, 2400), interpolation=cv2.INTER_CUBIC)
+    truth = cv2.resize(photo.mask, (3200, 2400), interpolation=cv2.INTER_NEAREST)
+    large = sample_iou(shipped.predict(big), truth)
+    assert large["iou_curve"] > at_size["iou_curve"] - 0.06, (large, at_size)  # at its own size: -0.09
+    assert min(large["iou_grid_x"], large["iou_grid_y"]) > 0.77, large  # at its own size: 0.68
+
+
 def test_tiles_cover_the_whole_image():
     from ecgcore.segmentation import _tile_starts
 
