@@ -62,8 +62,8 @@ def headline_metrics(card: dict[str, Any], limit: int = 8) -> dict[str, float]:
     if isinstance(card.get("summary"), dict):
         numbers = flatten_numbers(card["summary"])
     elif isinstance(card.get("held_out"), dict):
-        numbers = {f"{name} {k}": float(v) for name, result in card["held_out"].items() if isinstance(result, dict)
-                   for k, v in result.items() if k in ("iou_curve", "curve_iou_median") and isinstance(v, (int, float))}
+        numbers = {f"{name} curve IoU": float(result["iou_curve"]) for name, result in card["held_out"].items()
+                   if isinstance(result, dict) and isinstance(result.get("iou_curve"), (int, float))}
     else:
         numbers = flatten_numbers(card.get("metrics", card.get("validation", {})))
     return dict(list(numbers.items())[:limit])

@@ -70,3 +70,12 @@ def test_a_trained_run_can_be_made_the_active_model(home, tmp_path):
     assert any("Classify now uses" in s.value for s in at.success)
     at.run()
     assert at.selectbox(key="home_active_signal").value == str(weights)  # kept for the next session too
+
+
+def test_a_segmentation_card_shows_each_held_out_sets_curve_iou():
+    from ecgcore.ui_home import headline_metrics
+
+    sets = ("default", "harsh", "3x4+II", "device", "black")
+    card = {"held_out": {name: {"iou_curve": 0.7 + i / 100, "curve_iou_median": 0.5, "iou_grid_x": 0.8}
+                         for i, name in enumerate(sets)}}
+    assert headline_metrics(card) == {f"{name} curve IoU": 0.7 + i / 100 for i, name in enumerate(sets)}
