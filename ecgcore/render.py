@@ -206,15 +206,13 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     session renders the same paper size again and again. Callers must not modify the returned arrays."""
     major_x, on_x = _line_coverage(width, MAJOR_EVERY * ppm, major_mm * ppm)
     major_y, on_y = _line_coverage(height, MAJOR_EVERY * ppm, major_mm * ppm)
-    if minor_grid == "dots":
-        # A square dot at every crossing: the intersection of the two line families, coverage a_x * a_y.
-        minor_x, _ = _line_coverage(width, ppm, MINOR_DOT_MM * ppm)
-        minor_y, _ = _line_coverage(height, ppm, MINOR_DOT_MM * ppm)
+    dots = minor_grid == "dots"
+    minor_w = (MINOR_DOT_MM if dots else minor_mm) * ppm
+    minor_x, _ = _line_coverage(width, ppm, minor_w)
+    minor_y, _ = _line_coverage(height, ppm, minor_w)
+    if dots:  # a square dot at every crossing: the intersection of the two line families
         a_minor = minor_y[:, None] * minor_x[None, :]
-    else:
-        minor_x, _ = _line_coverage(width, ppm, minor_mm * ppm)
-        minor_y, _ = _line_coverage(height, ppm, minor_mm * ppm)
-        # Union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns.
+    else:  # union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns
         a_minor = 1.0 - (1.0 - minor_y[:, None]) * (1.0 - minor_x[None, :])
     a_major = 1.0 - (1.0 - major_y[:, None]) * (1.0 - major_x[None, :])
     paper = np.asarray(PAPER_RGB, np.float32)

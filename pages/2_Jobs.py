@@ -15,7 +15,7 @@ st.set_page_config(page_title="Jobs - ECG Lab", page_icon="⚙️", layout="wide
 from ecgcore.constants import GRID_COLORS, MINOR_GRIDS  # noqa: E402
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.render import PRINT_STYLES  # noqa: E402
+from ecgcore.render import PRINT_STYLES, PaperOptions  # noqa: E402
 from ecgcore.signals import default_ptbxl_dir  # noqa: E402
 from ecgcore.ui_home import WEIGHTS_DIR  # noqa: E402
 from ecgcore.ui_plots import metrics_figure  # noqa: E402
@@ -120,12 +120,11 @@ def form_generate() -> list[str]:
     args = ["--out", out_folder(DATASETS, state.get("gen_name", ""), "dataset name"), "-n", str(int(n)),
             "--seed", str(int(seed)), "--workers", str(int(workers)), "--size", size,
             "--layout", ",".join(layouts or ["seed-3x4"])]
-    if print_style != PRINT_STYLES[0]:
-        args += ["--print-style", print_style]
-    if grid_color != "red":
-        args += ["--grid-color", grid_color]
-    if minor_grid != MINOR_GRIDS[0]:
-        args += ["--minor-grid", minor_grid]
+    for flag, value, default in (("--print-style", print_style, PaperOptions.print_style),
+                                 ("--grid-color", grid_color, PaperOptions.grid_color),
+                                 ("--minor-grid", minor_grid, PaperOptions.minor_grid)):
+        if value != default:
+            args += [flag, value]
     backgrounds_dir = subdir(BACKGROUNDS, root)
     state.setdefault("gen_backgrounds", False)
     if st.checkbox(f"Use the background photos in {backgrounds_dir} (for the 'folder' background)",

@@ -58,6 +58,9 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+LATER_PAPER_OPTIONS = ("print_style", "minor_grid")  # PaperOptions fields that joined the dataset identity later
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.generate_ptb_v", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="dataset folder (created; rerun to resume)")
@@ -76,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=DEFAULT_PHOTO_SIZE, help="photo size WIDTHxHEIGHT")
     p.add_argument("--paper-speed", type=float, default=25.0, choices=(25.0, 50.0))
     p.add_argument("--gain", type=float, default=10.0, choices=(5.0, 10.0, 20.0))
-    p.add_argument("--grid-color", default="red", choices=tuple(GRID_COLORS), help=", ".join(GRID_COLORS))
-    p.add_argument("--minor-grid", default="lines", choices=MINOR_GRIDS,
+    p.add_argument("--grid-color", default=PaperOptions.grid_color, choices=tuple(GRID_COLORS), help=", ".join(GRID_COLORS))
+    p.add_argument("--minor-grid", default=PaperOptions.minor_grid, choices=MINOR_GRIDS,
                    help="the minor grid as thin lines, or as a dot at every 1 mm crossing")
-    p.add_argument("--print-style", default="ptb-v", choices=PRINT_STYLES,
+    p.add_argument("--print-style", default=PaperOptions.print_style, choices=PRINT_STYLES,
                    help="ptb-v: labels above the cells (the prototype's); device: labels on the trace and dotted "
                         "lead separators, as many electrocardiographs print")
     p.add_argument("--backgrounds", type=Path, help="folder of background photos (enables background 'folder')")
@@ -141,10 +144,9 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         "layouts": layouts,
         "seed": args.seed,
         "size": list(args.size),
-        # print_style and minor_grid only when not the default, so that datasets made before they existed still resume
+        # options added later only when not their default, so that datasets made before they existed still resume
         "paper": {"paper_speed": paper.paper_speed, "gain": paper.gain, "grid_color": paper.grid_color,
-                  **({"print_style": paper.print_style} if paper.print_style != "ptb-v" else {}),
-                  **({"minor_grid": paper.minor_grid} if paper.minor_grid != "lines" else {})},
+                  **{k: getattr(paper, k) for k in LATER_PAPER_OPTIONS if getattr(paper, k) != getattr(PaperOptions, k)}},
         "fs": args.fs,
         "backgrounds": backgrounds,
     }
