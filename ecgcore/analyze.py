@@ -48,6 +48,7 @@ class Analysis:
     timings_ms: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     disclaimer: str = DISCLAIMER
+    curve_margin: np.ndarray | None = None  # (H, W) float16: the segmenter's curve margin (sub-pixel trace edges)
 
     def digitization_summary(self) -> dict[str, Any]:
         """The ``digitization`` object of the classify JSON."""
@@ -115,13 +116,13 @@ def default_classifiers(signal_weights: str | None = None, image_weights: str | 
     return load_classifiers(signal_weights, image_weights)
 
 
-def _digitize(class_map: np.ndarray, layout: str):
+def _digitize(class_map: np.ndarray, layout: str, curve_margin: np.ndarray | None = None):
     try:
         from .digitize import digitize
     except ImportError as exc:
         raise ModelError(f"the digitisation module is not installed ({exc}); update ECG Lab to a version with "
                          "ecgcore/digitize.py.") from None
-    return digitize(class_map, layout=layout)
+    return digitize(class_map, layout=layout, curve_margin=curve_margin)
 
 
 # --- the pipeline -----------------------------------------------------------------------------------------
@@ -155,14 +156,18 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
 
     step("segment")
     t0 = time.perf_counter()
-    class_map = segmenter.predict(rgb)
+    from .segmentation import segment_with_margin
+
+    class_map, margin = segment_with_margin(segmenter, rgb)
+    if margin is not None:  # kept with the analysis (re-reading with lead boxes, explaining): half the memory
+        margin = margin.astype(np.float16)
     lap("segment", t0)
     if (class_map == CURVE).mean() < MIN_CURVE_FRACTION:
         raise DigitizationError("no ECG grid/trace found in this image (no ECG curve was segmented).")
 
     step("digitize")
     t0 = time.perf_counter()
-    dig = _digitize(class_map, layout)
+    dig = _digitize(class_map, layout, margin)
     lap("digitize", t0)
     quality = getattr(dig, "quality", {}) or {}
     if not quality.get("ok", True):
@@ -201,6 +206,7 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
     return Analysis(
         image_shape=(int(rgb.shape[0]), int(rgb.shape[1])),
         class_map=class_map,
+        curve_margin=margin,
         digitized=dig,
         probabilities=probabilities,
         prediction=prediction,

@@ -9,10 +9,15 @@ from dataclasses import dataclass
 
 from .constants import CALIBRATION_SEGMENTS_MM, DEFAULT_PAPER_SPEED, LEAD_NAMES
 
-LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4")
+LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x4+3")
 
 # Lead grid of the standard 3x4 printout: rows x columns.
 _GRID_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+# The 10 s rhythm strips under the 3x4 of a "3x4+3" printout (GE/Philips-style "3 rhythm leads").
+RHYTHM_LEADS_3 = ("V1", "II", "V5")
+# Layouts whose calibration pulses and rows of trace sit at the same places: pulses cannot tell them apart (the
+# digitiser compares the leads that 3x4+3 shows twice).
+SAME_PULSES: dict[str, str] = {"6x2": "3x4+3", "3x4+3": "6x2"}
 MARGIN_MM = 5.0
 FOOTER_MM = 10.0
 
@@ -99,6 +104,21 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
         if name == "3x4+II":
             cells.append(LeadCell("II", 3, 0, MARGIN_MM, MARGIN_MM + 3 * row_h, width, row_h, 0.0, 10.0, True))
             rows = 4
+    elif name == "3x4+3":
+        # A 3x4 over three 10 s rhythm strips (V1, II, V5), six rows as close as 6x2's, one pulse per row.
+        row_h, seconds = 25.0, 2.5
+        col_w = seconds * paper_speed
+        for r, row in enumerate(_GRID_3X4):
+            for c, lead in enumerate(row):
+                x = MARGIN_MM + (0.0 if c == 0 else pulse + c * col_w)
+                w = col_w + (pulse if c == 0 else 0.0)
+                t0 = c * seconds
+                cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, w, row_h, t0, t0 + seconds, c == 0))
+        width = pulse + 4 * col_w
+        for i, lead in enumerate(RHYTHM_LEADS_3):
+            r = 3 + i
+            cells.append(LeadCell(lead, r, 0, MARGIN_MM, MARGIN_MM + r * row_h, width, row_h, 0.0, 10.0, True))
+        rows = 6
     elif name == "6x2":
         row_h, seconds = 25.0, 5.0
         col_w = seconds * paper_speed

@@ -191,6 +191,14 @@ class Segmenter:
         """The class map, uint8 (H, W): 0 background, 1 grid x, 2 grid y, 3 curve."""
         return np.argmax(self._logits(rgb, tiled), axis=0).astype(np.uint8)
 
+    def predict_with_margin(self, rgb: np.ndarray, tiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The class map and the curve margin, float32 (H, W): the curve logit minus the largest other logit
+        (> 0 exactly where the map says curve; its zero crossing places the trace's edges between pixels)."""
+        logits = self._logits(rgb, tiled)
+        class_map = np.argmax(logits, axis=0).astype(np.uint8)
+        others = np.delete(logits, CURVE, axis=0).max(axis=0)
+        return class_map, (logits[CURVE] - others).astype(np.float32)
+
     def predict_batch(self, images: Iterable[np.ndarray]) -> list[np.ndarray]:
         """Class maps for several images; images of the same size share forward passes."""
         images = list(images)
@@ -461,6 +469,14 @@ def evaluate_segmentation(segmenter: Segmenter, dataset_dir: str | Path, limit: 
 # --- convenience verb -----------------------------------------------------------------------------------------
 
 _DEFAULT: dict[str, Segmenter] = {}
+
+
+def segment_with_margin(segmenter: Any, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class map and, when the segmenter gives one (:meth:`Segmenter.predict_with_margin`), the curve margin
+    that places the trace's edges between pixels; None for segmenters that only give a class map."""
+    if hasattr(segmenter, "predict_with_margin"):
+        return segmenter.predict_with_margin(rgb)
+    return segmenter.predict(rgb), None
 
 
 def segment(rgb: np.ndarray, segmenter: Segmenter | None = None) -> np.ndarray:

@@ -856,6 +856,7 @@ def evaluate_photos(dataset_dir: str | Path, classifiers, segmenter=None, limit:
     from .dataset import iter_samples
     from .digitize import digitize
     from .errors import DigitizationError
+    from .segmentation import segment_with_margin
 
     samples = [s for s in iter_samples(dataset_dir, include_discarded=False) if s.label in LABEL_INDEX][:limit]
     uniform = np.full(len(LABELS), 1.0 / len(LABELS))
@@ -864,10 +865,10 @@ def evaluate_photos(dataset_dir: str | Path, classifiers, segmenter=None, limit:
     for sample in samples:
         rgb = sample.image()
         t0 = time.perf_counter()
-        class_map = segmenter.predict(rgb) if segmenter is not None else sample.mask()
+        class_map, margin = segment_with_margin(segmenter, rgb) if segmenter is not None else (sample.mask(), None)
         row: dict[str, Any] = {"id": sample.id, "layout": sample.meta.get("layout"), "label": LABEL_INDEX[sample.label]}
         try:
-            dig = digitize(class_map, layout=layout)
+            dig = digitize(class_map, layout=layout, curve_margin=margin)
             row["signal"] = np.asarray(list(classifiers.predict_signal(dig).values()))
             if classifiers.image is not None:
                 x = classifiers.image_input(class_map, dig.leads)

@@ -132,11 +132,15 @@ def run_analysis(rgb: np.ndarray, layout: str):
 class KnownClassMap:
     """A segmenter that returns the class map already computed, so explaining does not segment twice."""
 
-    def __init__(self, class_map: np.ndarray):
+    def __init__(self, class_map: np.ndarray, curve_margin: np.ndarray | None = None):
         self.class_map = class_map
+        self.curve_margin = curve_margin
 
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         return self.class_map
+
+    def predict_with_margin(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.class_map, self.curve_margin
 
 
 def explain_analysis(analysis):
@@ -145,7 +149,7 @@ def explain_analysis(analysis):
 
     _, classifiers = load_active_models(workspace_root())
     with st.spinner("Computing where the models looked..."):
-        explained = analyze_photo(rgb, layout=layout, segmenter=KnownClassMap(analysis.class_map),
+        explained = analyze_photo(rgb, layout=layout, segmenter=KnownClassMap(analysis.class_map, analysis.curve_margin),
                                   classifiers=classifiers, explain=True)
     explained.timings_ms = {**analysis.timings_ms, "explain": explained.timings_ms.get("explain", 0.0)}
     return explained
@@ -237,7 +241,8 @@ with p2:
                 from ecgcore.digitize import digitize
 
                 boxes = rows_to_boxes(edited)
-                new_dig = digitize(analysis.class_map, layout=dig.layout, fs=int(dig.fs), lead_boxes=boxes)
+                new_dig = digitize(analysis.class_map, layout=dig.layout, fs=int(dig.fs), lead_boxes=boxes,
+                                   curve_margin=analysis.curve_margin)
                 new_probs = load_active_models(workspace_root())[1].predict_signal(new_dig)
                 state["cls_override"] = (new_dig, new_probs, max(new_probs, key=new_probs.get))
                 st.rerun()

@@ -1,6 +1,6 @@
 """Classify photos of paper ECGs: normal, non-MI abnormality or myocardial infarction.
 
-    python -m pipelines.classify IMAGE... [--json] [--layout auto|seed-3x4|3x4+II|6x2|12x1]
+    python -m pipelines.classify IMAGE... [--json] [--layout auto|seed-3x4|3x4+II|6x2|12x1|3x4|3x4+3]
 
 Each image is segmented, digitised and classified (ecgcore.analyze). With --json, one JSON object per image on
 stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization"}, or

@@ -1,6 +1,6 @@
 """Digitise photos of paper ECGs into 12-lead WFDB records.
 
-    python -m pipelines.digitize IMAGE... --out DIR [--layout auto|seed-3x4|3x4+II|6x2|12x1] [--fs 100|500]
+    python -m pipelines.digitize IMAGE... --out DIR [--layout auto|seed-3x4|3x4+II|6x2|12x1|3x4|3x4+3] [--fs 100|500]
         [--mask MASK.png ...] [--weights FILE.safetensors] [--paper-speed 25] [--gain 10] [--overlay]
 
 Per image writes DIR/STEM.hea + DIR/STEM.dat (wfdb: 12 signals I II III aVR aVL aVF V1..V6 in mV over the layout's
@@ -97,9 +97,11 @@ def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argpa
     """Digitise one image and write its record, JSON and optional overlay. Raises a user error with a sentence."""
     from ecgcore.digitize import digitize, overlay_traces, write_wfdb
     from ecgcore.imageio import atomic_write_bytes, encode_png, read_image
+    from ecgcore.segmentation import segment_with_margin
 
     loaded = read_image(path)
     rgb = loaded.rgb
+    margin = None
     if mask_path is not None:
         class_map = read_class_map(mask_path)
         if class_map.shape != rgb.shape[:2]:
@@ -110,8 +112,9 @@ def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argpa
                 )
             rgb = None  # digitise at the mask's (original) size; the overlay is drawn on the mask
     else:
-        class_map = segmenter.predict(rgb)
-    dig = digitize(class_map, layout=args.layout, fs=args.fs, paper_speed=args.paper_speed, gain=args.gain)
+        class_map, margin = segment_with_margin(segmenter, rgb)
+    dig = digitize(class_map, layout=args.layout, fs=args.fs, paper_speed=args.paper_speed, gain=args.gain,
+                   curve_margin=margin)
     scale = loaded.scale if (rgb is not None and mask_path is None) else 1.0
     if scale != 1.0:
         _to_original_pixels(dig, scale)

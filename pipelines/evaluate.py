@@ -132,6 +132,7 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
     from ecgcore.evaluate import compare_signals, sample_source_record
+    from ecgcore.segmentation import segment_with_margin
 
     samples = _samples(args)
     segmenter = _segmenter(args) if args.masks == "predicted" else None
@@ -141,12 +142,12 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     for sample in samples:
         record = sample_source_record(sample, args.ptbxl)
         fs = args.fs or record.fs
-        class_map = sample.mask() if segmenter is None else segmenter.predict(sample.image())
+        class_map, margin = (sample.mask(), None) if segmenter is None else segment_with_margin(segmenter, sample.image())
         paper = sample.meta.get("paper", {})
         row: dict[str, Any] = {"id": sample.id, "layout": sample.meta.get("layout"), "label": sample.label}
         try:
             dig = digitize(class_map, layout=args.layout, fs=fs, paper_speed=float(paper.get("paper_speed", 25.0)),
-                           gain=float(paper.get("gain", 10.0)))
+                           gain=float(paper.get("gain", 10.0)), curve_margin=margin)
         except DigitizationError as exc:
             row.update(error=str(exc), snr_db=None)
             rows.append(row)
@@ -229,6 +230,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     from ecgcore.constants import LABEL_INDEX, LABELS
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
+    from ecgcore.segmentation import segment_with_margin
 
     samples = [s for s in _samples(args) if s.label in LABEL_INDEX]
     if not samples:
@@ -238,9 +240,9 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     reporter = Reporter(total=len(samples), desc="classifying", unit="sample")
     y_true, probs, failed = [], [], []
     for sample in samples:
-        class_map = sample.mask() if segmenter is None else segmenter.predict(sample.image())
+        class_map, margin = (sample.mask(), None) if segmenter is None else segment_with_margin(segmenter, sample.image())
         try:
-            dig = digitize(class_map, layout="auto", fs=100)
+            dig = digitize(class_map, layout="auto", fs=100, curve_margin=margin)
             p = classifiers.predict_signal(dig)
         except DigitizationError as exc:
             failed.append({"id": sample.id, "error": str(exc)})

@@ -98,11 +98,11 @@ def score_sample(sample: Sample, models: Models) -> dict[str, Any]:
     rgb, truth = sample.image(), sample.mask()
     row: dict[str, Any] = {"id": sample.id, "ink_contrast": round(ink_contrast(rgb, truth), 4),
                            "scored_with": models.signature, "error": ""}
-    class_map = truth
+    class_map, margin = truth, None
     if models.segmenter is not None:
-        from ecgcore.segmentation import sample_iou
+        from ecgcore.segmentation import sample_iou, segment_with_margin
 
-        class_map = models.segmenter.predict(rgb)
+        class_map, margin = segment_with_margin(models.segmenter, rgb)
         row["seg_iou"] = round(sample_iou(class_map, truth)["iou_curve"], 4)
         atomic_write_bytes(_mkparent(pred_mask_path(sample.folder, sample.id)), encode_png(class_map))
     if models.digitize is None:
@@ -113,7 +113,8 @@ def score_sample(sample: Sample, models: Models) -> dict[str, Any]:
         record = models.source_record(sample)
         # Layout detection included ("auto"), as for a real photo: a sample whose layout cannot be told is suspect.
         dig = models.digitize(class_map, layout="auto", fs=record.fs,
-                              paper_speed=float(paper.get("paper_speed", 25.0)), gain=float(paper.get("gain", 10.0)))
+                              paper_speed=float(paper.get("paper_speed", 25.0)), gain=float(paper.get("gain", 10.0)),
+                              curve_margin=margin)
     except (DigitizationError, DataSourceError) as exc:
         row["error"] = f"not digitisable: {exc}"
         return row

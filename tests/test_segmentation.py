@@ -60,6 +60,11 @@ def test_any_image_size_gives_probabilities_and_a_map_of_that_size(random_segmen
     class_map = random_segmenter.predict(rgb)
     assert class_map.shape == (height, width) and class_map.dtype == np.uint8
     np.testing.assert_array_equal(class_map, proba.argmax(axis=0))
+    same_map, margin = random_segmenter.predict_with_margin(rgb)
+    np.testing.assert_array_equal(same_map, class_map)
+    assert margin.shape == (height, width) and margin.dtype == np.float32
+    # the margin is positive exactly where the map says curve (ties aside)
+    assert ((margin > 0) == (class_map == CURVE)).mean() > 0.999
 
 
 def test_grayscale_and_rgba_inputs_are_accepted(random_segmenter):
