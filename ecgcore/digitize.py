@@ -69,6 +69,7 @@ MIN_CURVE_PIXELS = 200
 # PTB-V photos (4x made some reads unstable: the reader's pixel constants are tuned for 2-3 px thick lines).
 READ_PX_PER_MM = 14.0
 MAX_READ_FACTOR = 3.0
+MAX_READ_PIXELS = 20_000_000  # and at most this many pixels (memory: a 12 MP photo is read at no more than 1.29x)
 PULSE_PX_PER_MM = 2.0  # resolution of the pulse search
 PULSE_MIN_SCORE = 0.8
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
@@ -338,7 +339,8 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
         margin = None
     else:
         h, w = curve_margin.shape
-        factor = float(np.clip(READ_PX_PER_MM / max(fit.px_per_mm, 1e-6), 1.0, MAX_READ_FACTOR))
+        cap = min(MAX_READ_FACTOR, float(np.sqrt(MAX_READ_PIXELS / (h * w))))
+        factor = float(np.clip(READ_PX_PER_MM / max(fit.px_per_mm, 1e-6), 1.0, max(cap, 1.0)))
         margin = curve_margin.astype(np.float32, copy=False)
         if factor > 1.0:
             size = (int(round(w * factor)), int(round(h * factor)))
