@@ -83,6 +83,7 @@ GAP_COST_INK = 2.0  # a column skipped although a run of it continues the trace
 REENTRY_COST = 0.5
 PRIOR_COST_PER_MM = 0.1
 MAX_CANDIDATES = 8
+SHARE_ROUNDS = 4  # rounds of settling pixels that two leads' paths share (see _owners)
 # Pixels of one column farther apart than RUN_SPLIT_PX pixels and RUN_SPLIT_MM mm belong to different runs: a thin
 # steep line warped into a photo leaves gaps inside a column (a spike's two flanks millimetres apart), which must
 # not split it, while the next lead's trace is normally farther away.
@@ -682,11 +683,7 @@ def _read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tu
                for c in cells]
     touch = TOUCH_PX / paper.px_per_mm
     # Pass 1: follow every lead through runs of touching pixels, and note which lead holds which ink pixel.
-    columns = [_cell_columns(paper, cell) for cell in shifted]
-    paths = _track_all(columns, touch)
-    owner = np.full(len(paper.u), -1, np.int64)
-    for b, (col, path) in enumerate(zip(columns, paths)):
-        owner[col.pixel_ids[_run_pixels(col.runs, path[path >= 0])]] = b
+    owner = _owners(paper, shifted, touch)
     # Pass 2: without the other leads' ink, pieces of a column up to RUN_SPLIT_MM apart are one run (a thin line
     # through a sharp spike falls apart within a column; the neighbour's trace is no longer there to be merged).
     columns = [_cell_columns(paper, cell, RUN_SPLIT_MM, (owner < 0) | (owner == b)) for b, cell in enumerate(shifted)]
@@ -745,6 +742,42 @@ def _read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tu
         leads=leads_out, quality=quality, paper_speed=paper_speed, gain=used_gain, layout_source=source,
         grid=grid, traces=traces,
     )
+
+
+def _owners(paper: PaperInk, cells: list[LeadCell], touch: float) -> np.ndarray:
+    """Which lead holds each ink pixel (-1: none), from first-pass paths.
+
+    Where rows are close (12x1, 6x2), a deep S wave or a tall R wave crosses the next row's baseline and both leads'
+    paths may follow it: the intruder's own small QRS and the neighbour's flank both continue its trace at no cost.
+    Pixels claimed by two leads go to the lead that needs them more: each lead is tracked again without the pixels
+    it shares, and the one whose path cost rises more keeps them (the intruder has its own trace to fall back on; the
+    owner would have to skip its flank). Settling one pair can start another (V3 freed from V2's flank takes back its
+    own from V4), so this repeats until no pixel is shared, at most SHARE_ROUNDS times.
+    """
+    n = len(paper.u)
+    settled = np.full(n, -1, np.int64)  # shared pixels already given to a lead
+    for _ in range(SHARE_ROUNDS):
+        columns = [_cell_columns(paper, cell, 0.0, (settled < 0) | (settled == b)) for b, cell in enumerate(cells)]
+        paths, costs = _track_all(columns, touch, with_costs=True)
+        claimed = [col.pixel_ids[_run_pixels(col.runs, path[path >= 0])] for col, path in zip(columns, paths)]
+        count = np.zeros(n, np.int32)
+        for ids in claimed:
+            count[np.unique(ids)] += 1
+        shared = count >= 2
+        if not shared.any():
+            break
+        retracked = [_cell_columns(paper, cell, 0.0, ~shared & ((settled < 0) | (settled == b)))
+                     for b, cell in enumerate(cells)]
+        _, costs_without = _track_all(retracked, touch, with_costs=True)
+        need = costs_without - costs
+        for b in np.argsort(need, kind="stable"):  # the neediest claimant writes last
+            ids = claimed[b][shared[claimed[b]]]
+            settled[ids] = b
+    owner = np.full(n, -1, np.int64)
+    for b, ids in enumerate(claimed):
+        owner[ids] = b
+    owner = np.where(settled >= 0, settled, owner)
+    return owner
 
 
 def _gain_from_pulses(measured: list[float], gain: float) -> float:
@@ -872,20 +905,20 @@ def _column_runs(u: np.ndarray, v: np.ndarray, u_start: float, col_mm: float, n_
     )
 
 
-def _track_all(columns: list[_CellColumns], touch_mm: float) -> list[np.ndarray]:
+def _track_all(columns: list[_CellColumns], touch_mm: float, with_costs: bool = False):
     """Viterbi paths, one per cell, all cells advanced together column by column (one small array operation per
     column for the whole page instead of one per cell). Each path holds one run (or none) per column.
 
     Costs: continuing to a run that touches the previous one is free; a jump costs JUMP_COST_PER_MM per mm of
     vertical gap beyond ``touch_mm``; skipping a column costs GAP_COST, or GAP_COST_INK when a run of it touches
     the previous one (a steep spike whose thin line breaks up must not be cut off), and coming back REENTRY_COST;
-    every run pays PRIOR_COST_PER_MM per mm beyond half a row from the cell's baseline, which keeps the path on its
-    own row when a neighbour's trace is the only ink in reach. An empty column is transparent. Returns, per cell,
-    the chosen run index per column (-1 for none).
+    every run pays PRIOR_COST_PER_MM per mm its nearest point lies beyond half a row from the cell's baseline, which
+    keeps the path on its own row when a neighbour's trace is the only ink in reach. An empty column is transparent. Returns, per cell,
+    the chosen run index per column (-1 for none); with ``with_costs``, also each path's total cost.
     """
     n_tracks = len(columns)
     if n_tracks == 0:
-        return []
+        return ([], np.zeros(0)) if with_costs else []
     k_max = MAX_CANDIDATES
     width = max(c.n_cols for c in columns)
     far = 1e9
@@ -903,7 +936,10 @@ def _track_all(columns: list[_CellColumns], touch_mm: float) -> list[np.ndarray]
         keep = rank < k_max
         r, j, k = order[keep], runs.col[order][keep], rank[keep]
         top[b, j, k], bot[b, j, k], index[b, j, k] = runs.top[r], runs.bottom[r], r
-        unary[b, j, k] = PRIOR_COST_PER_MM * np.maximum(0.0, np.abs(runs.centre[r] - base) - free)
+        # how far the run's nearest point is from the baseline: a deep S wave's flank starts at the baseline and is
+        # the lead's own; only its far end (and a neighbour's trace) pays
+        off = np.maximum(0.0, np.maximum(runs.top[r] - base, base - runs.bottom[r]))
+        unary[b, j, k] = PRIOR_COST_PER_MM * np.maximum(0.0, off - free)
     valid = index >= 0
     empty = ~valid.any(axis=2)  # (tracks, width)
     back = np.zeros((n_tracks, width, k_max + 1), np.int8)
@@ -934,13 +970,15 @@ def _track_all(columns: list[_CellColumns], touch_mm: float) -> list[np.ndarray]
         prev_bot = np.where(skip[:, None], prev_bot, bt)
     # Back-tracking, all cells at once.
     state = np.argmin(cost, axis=1)
+    final_cost = cost[np.arange(n_tracks), state]
     chosen = np.full((n_tracks, width), -1, np.int64)
     rows = tracks[:, 0]
     for j in range(width - 1, -1, -1):
         run = index[rows, j, np.maximum(state - 1, 0)]
         chosen[:, j] = np.where((state > 0) & ~empty[:, j], run, -1)
         state = back[rows, j, state]
-    return [chosen[b, : col.n_cols].copy() for b, col in enumerate(columns)]
+    paths = [chosen[b, : col.n_cols].copy() for b, col in enumerate(columns)]
+    return (paths, final_cost) if with_costs else paths
 
 
 def _column_values(runs: _Runs, path: np.ndarray, n_cols: int, px_per_mm: float,
