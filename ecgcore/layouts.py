@@ -15,6 +15,8 @@ LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x
 _GRID_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 # The 10 s rhythm strips under the 3x4 of a "3x4+3" printout (GE/Philips-style "3 rhythm leads").
 RHYTHM_LEADS_3 = ("V1", "II", "V5")
+# The 10 s rhythm strips under each 3x4-style layout's grid.
+_RHYTHM_STRIPS: dict[str, tuple[str, ...]] = {"3x4": (), "3x4+II": ("II",), "3x4+3": RHYTHM_LEADS_3}
 # Layouts whose calibration pulses and rows of trace sit at the same places: pulses cannot tell them apart (the
 # digitiser compares the leads that 3x4+3 shows twice).
 SAME_PULSES: dict[str, str] = {"6x2": "3x4+3", "3x4+3": "6x2"}
@@ -89,24 +91,11 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
                 x = MARGIN_MM + c * cell_w
                 cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, cell_w, row_h, 0.0, seconds, True))
         rows, width = 3, 4 * cell_w
-    elif name in ("3x4+II", "3x4"):
-        # Clinical printout: columns at consecutive 2.5 s windows, one pulse per row; 3x4+II adds a 10 s lead II
-        # rhythm strip, plain 3x4 has none.
-        row_h, seconds = 40.0, 2.5
-        col_w = seconds * paper_speed
-        for r, row in enumerate(_GRID_3X4):
-            for c, lead in enumerate(row):
-                x = MARGIN_MM + (0.0 if c == 0 else pulse + c * col_w)
-                w = col_w + (pulse if c == 0 else 0.0)
-                t0 = c * seconds
-                cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, w, row_h, t0, t0 + seconds, c == 0))
-        rows, width = 3, pulse + 4 * col_w
-        if name == "3x4+II":
-            cells.append(LeadCell("II", 3, 0, MARGIN_MM, MARGIN_MM + 3 * row_h, width, row_h, 0.0, 10.0, True))
-            rows = 4
-    elif name == "3x4+3":
-        # A 3x4 over three 10 s rhythm strips (V1, II, V5), six rows as close as 6x2's, one pulse per row.
-        row_h, seconds = 25.0, 2.5
+    elif name in _RHYTHM_STRIPS:
+        # Clinical printouts: columns at consecutive 2.5 s windows, one pulse per row, then 10 s rhythm strips: lead
+        # II in 3x4+II, V1, II and V5 in 3x4+3 (six rows, as close as 6x2's), none in a plain 3x4.
+        strips = _RHYTHM_STRIPS[name]
+        row_h, seconds = (25.0 if len(strips) == 3 else 40.0), 2.5
         col_w = seconds * paper_speed
         for r, row in enumerate(_GRID_3X4):
             for c, lead in enumerate(row):
@@ -115,10 +104,10 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
                 t0 = c * seconds
                 cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, w, row_h, t0, t0 + seconds, c == 0))
         width = pulse + 4 * col_w
-        for i, lead in enumerate(RHYTHM_LEADS_3):
+        for i, lead in enumerate(strips):
             r = 3 + i
             cells.append(LeadCell(lead, r, 0, MARGIN_MM, MARGIN_MM + r * row_h, width, row_h, 0.0, 10.0, True))
-        rows = 6
+        rows = 3 + len(strips)
     elif name == "6x2":
         row_h, seconds = 25.0, 5.0
         col_w = seconds * paper_speed
