@@ -165,6 +165,10 @@ class ResBlock1d(nn.Module):
 class SignalNet(nn.Module):
     """Compact 1D ResNet over (B, 24, T): 12 leads + 12 observed masks -> 3 logits.
 
+    With ``config['aux_targets']`` (names of PTB-XL statements) the head also has one logit per statement; they are
+    trained as extra multi-label targets (each record teaches more than its 3-class label), and ``forward`` leaves
+    them out.
+
     Pooling is masked: the average and the maximum over time are taken only where some lead was observed, so the
     long unobserved stretch of a 1.8 s layout does not dilute the features.
     """
@@ -184,9 +188,16 @@ class SignalNet(nn.Module):
                 blocks.append(ResBlock1d(cin, width, kernel, 2 if b == 0 else 1, config["dropout"]))
                 cin = width
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Dropout(config["dropout"]), nn.Linear(2 * cin, config["n_classes"]))
+        self.n_classes = int(config["n_classes"])
+        n_aux = len(config.get("aux_targets") or ())
+        self.head = nn.Sequential(nn.Dropout(config["dropout"]), nn.Linear(2 * cin, self.n_classes + n_aux))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The class logits (B, n_classes)."""
+        return self.forward_all(x)[:, : self.n_classes]
+
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits followed by the auxiliary statement logits (training only), (B, n_classes + n_aux)."""
         n_leads = x.shape[1] // 2
         observed = x[:, n_leads:].amax(dim=1, keepdim=True)
         h = self.blocks(self.stem(x))

@@ -84,6 +84,27 @@ class PtbXl:
         df["label"] = df["scp_codes"].apply(label_from_scp)
         return df
 
+    @cached_property
+    def statement_classes(self) -> dict[str, tuple[str, str]]:
+        """Diagnostic statement code -> (diagnostic class, subclass), from scp_statements.csv ({} without it)."""
+        path = self.root / "scp_statements.csv"
+        if not path.is_file():
+            return {}
+        df = pd.read_csv(path, index_col=0)
+        df = df[df["diagnostic"] == 1]
+        return {str(code): (str(row["diagnostic_class"]), str(row["diagnostic_subclass"])) for code, row in df.iterrows()}
+
+    def statements(self, ecg_id: int) -> set[str]:
+        """The record's statements as target names: ``scp:CODE`` for every SCP code, ``class:X`` and
+        ``subclass:Y`` for the diagnostic classes of its diagnostic codes."""
+        names = set()
+        for code in self.metadata.loc[ecg_id, "scp_codes"]:
+            names.add(f"scp:{code}")
+            if code in self.statement_classes:
+                klass, subclass = self.statement_classes[code]
+                names.update((f"class:{klass}", f"subclass:{subclass}"))
+        return names
+
     def ids(self, folds: tuple[int, ...] | list[int] | None = None, label: str | None = None) -> list[int]:
         """ecg_ids, optionally limited to strat_folds and a label, in ascending order."""
         df = self.metadata

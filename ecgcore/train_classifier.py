@@ -194,9 +194,26 @@ class SignalSet:
     signals: np.ndarray
     labels: np.ndarray
     ecg_ids: np.ndarray
+    statements: list[set[str]] = field(default_factory=list)  # each record's statement names (PtbXl.statements)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def aux_matrix(self, names: list[str]) -> np.ndarray:
+        """(N, len(names)) 0/1 targets: whether each record carries each statement."""
+        out = np.zeros((len(self), len(names)), np.float32)
+        for i, have in enumerate(self.statements):
+            out[i] = [name in have for name in names]
+        return out
+
+
+def aux_target_names(data: SignalSet, min_count: int) -> list[str]:
+    """Statements carried by at least ``min_count`` training records, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for have in data.statements:
+        for name in have:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted((n for n, c in counts.items() if c >= min_count), key=lambda n: (-counts[n], n))
 
 
 def load_signal_set(db: PtbXl, folds: tuple[int, ...], reporter: Reporter | None = None) -> SignalSet:
@@ -211,7 +228,7 @@ def load_signal_set(db: PtbXl, folds: tuple[int, ...], reporter: Reporter | None
         labels[i] = LABEL_INDEX[record.label]
         if reporter is not None:
             reporter.advance(1)
-    return SignalSet(signals, labels, np.asarray(ids))
+    return SignalSet(signals, labels, np.asarray(ids), [db.statements(ecg_id) for ecg_id in ids])
 
 
 @dataclass
@@ -331,6 +348,8 @@ class SignalTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-2
     label_smoothing: float = 0.05
+    aux_weight: float = 0.0  # weight of the auxiliary statement loss (0 = 3-class loss only)
+    aux_min_count: int = 20  # a statement becomes an auxiliary target when this many training records carry it
     patience: int = 20
     members: int = 1
     seed: int = 0
@@ -392,6 +411,8 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                     pct_start=0.15)
     weights = torch.tensor(class_weights(train.labels), dtype=torch.float32)
+    aux_names = list(cfg.model.get("aux_targets") or ())
+    aux = train.aux_matrix(aux_names) if aux_names else None
     options = NoiseOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.noise.items()})
     layout_names = list(cfg.layout_weights)
     layout_p = np.asarray([cfg.layout_weights[k] for k in layout_names], float)
@@ -414,7 +435,12 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
             layouts = list(rng.choice(layout_names, size=len(idx), p=layout_p))
             x = torch.from_numpy(signal_batch(train.signals[idx], rng, layouts, options))
             y = torch.from_numpy(train.labels[idx])
-            loss = F.cross_entropy(model(x), y, weight=weights, label_smoothing=cfg.label_smoothing)
+            logits = model.members[0].forward_all(x)
+            n_classes = len(LABELS)
+            loss = F.cross_entropy(logits[:, :n_classes], y, weight=weights, label_smoothing=cfg.label_smoothing)
+            if aux is not None:
+                loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(
+                    logits[:, n_classes:], torch.from_numpy(aux[idx]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -481,6 +507,9 @@ def train_signal(cfg: SignalTrainConfig, ptbxl_root: str | Path, run_dir: str | 
         train = load_signal_set(db, cfg.train_folds, reporter)
         val = load_signal_set(db, cfg.validation_folds, reporter)
         test = load_signal_set(db, cfg.test_folds, reporter)
+    if cfg.aux_weight > 0 and "aux_targets" not in cfg.model:
+        cfg.model["aux_targets"] = aux_target_names(train, cfg.aux_min_count)
+        _write_atomic(run_dir / "config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     options = NoiseOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.noise.items()})
     val_inputs = evaluation_inputs(val, seed=9, options=options)
     reporter = Reporter(total=cfg.epochs * cfg.members, desc="training", unit="epoch")
@@ -547,7 +576,10 @@ def train_signal(cfg: SignalTrainConfig, ptbxl_root: str | Path, run_dir: str | 
             "augmentation": ("random layout windows (weights " + json.dumps(cfg.layout_weights) + "), time stretch "
                              "and per-lead jitter, gain error, baseline offset and wander, smoothing, white noise, "
                              "amplitude quantisation, ragged window ends, dropped segments and leads"),
-            "loss": "cross-entropy with inverse-frequency class weights and label smoothing",
+            "loss": "cross-entropy with inverse-frequency class weights and label smoothing" + (
+                f", plus {cfg.aux_weight} x binary cross-entropy on {len(cfg.model['aux_targets'])} auxiliary PTB-XL "
+                f"statements (SCP codes, diagnostic classes and subclasses carried by >= {cfg.aux_min_count} "
+                "training records; model.aux_targets)" if cfg.model.get("aux_targets") else ""),
             "members": [json.loads((run_dir / f"member{k}" / "done.json").read_text()) for k in members],
             "epochs_run": [sum(1 for h in history if h["member"] == k) for k in members],
             "seconds": round(time.time() - t_start, 1),
@@ -897,8 +929,8 @@ def evaluate_photos(dataset_dir: str | Path, classifiers, segmenter=None, limit:
     result: dict[str, Any] = {
         "dataset": str(Path(dataset_dir).resolve()),
         "class_maps": "segmenter" if segmenter is not None else "ground-truth masks",
-        "segmenter": ((getattr(segmenter, "card", None) or {}).get("name", "shipped segmentation_unet")
-                      if segmenter is not None else None),
+        "segmenter": (f"{(getattr(segmenter, 'card', None) or {}).get('name', 'shipped segmentation_unet')}, "
+                      f"{getattr(segmenter, 'phases', 1)} pixel phase(s) averaged" if segmenter is not None else None),
         "layout_hint": layout,
         "seconds_per_photo": float(np.mean([r["seconds"] for r in rows])) if rows else None,
         "failures": [{"id": r["id"], "error": r["error"]} for r in rows if "error" in r][:20],

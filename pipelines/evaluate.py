@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--data", required=True, type=Path, help="PTB-V dataset folder")
         q.add_argument("--limit", type=int, help="evaluate at most this many samples (in id order)")
         q.add_argument("--out", type=Path, help="also write the JSON result here")
+        q.add_argument("--phases", type=int, choices=(1, 2, 4),
+                       help="segmentation: pixel phases whose logits are averaged (default 2, as the app)")
 
     seg = sub.add_parser("segmentation", help="IoU/Dice of the segmentation U-Net")
     common(seg)
@@ -106,7 +108,10 @@ def _samples(args: argparse.Namespace) -> list:
 def _segmenter(args: argparse.Namespace):
     from ecgcore.segmentation import load_segmenter
 
-    return load_segmenter(args.weights)  # ModelError with a sentence when missing
+    segmenter = load_segmenter(args.weights)  # ModelError with a sentence when missing
+    if args.phases:
+        segmenter.phases = args.phases
+    return segmenter
 
 
 # --- segmentation -------------------------------------------------------------------------------------------------

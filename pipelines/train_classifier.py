@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="signal: multiply every digitisation-noise strength by this (0 = layout windows only)")
     p.add_argument("--p-clean", type=float, help="signal: share of training examples without digitisation noise")
+    p.add_argument("--aux-weight", type=float,
+                   help="signal: weight of the auxiliary loss on PTB-XL statements (codes, diagnostic classes and "
+                        "subclasses) next to the 3-class loss (default 0: none)")
+    p.add_argument("--aux-min-count", type=int,
+                   help="signal: a statement is an auxiliary target when at least this many training records carry "
+                        "it (default 20)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--export-only", action="store_true",
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     command = "python -m pipelines.train_classifier " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    for name in ("epochs", "members", "batch_size", "patience"):
+    for name in ("epochs", "members", "batch_size", "patience", "aux_min_count"):
         value = getattr(args, name)
         if value is not None and value < 1:
             fail(f"--{name.replace('_', '-')} must be at least 1, not {value}")
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             if not 0.0 <= args.p_clean <= 1.0:
                 fail(f"--p-clean must be between 0 and 1, not {args.p_clean}")
             cfg.noise["p_clean"] = args.p_clean
-        for name in ("epochs", "batch_size", "lr", "patience"):
+        if args.aux_weight is not None and not 0.0 <= args.aux_weight <= 10.0:
+            fail(f"--aux-weight must be between 0 and 10, not {args.aux_weight}")
+        for name in ("epochs", "batch_size", "lr", "patience", "aux_weight", "aux_min_count"):
             if getattr(args, name) is not None:
                 setattr(cfg, name, getattr(args, name))
         _check_resume(args.out, asdict(cfg))
@@ -158,6 +166,8 @@ def _check_resume(out: Path, config: dict) -> None:
     if path.is_file():
         previous = json.loads(path.read_text())
         normalised = json.loads(json.dumps(config))
+        if "aux_targets" not in normalised.get("model", {}):  # chosen from the training data when the run began
+            previous.get("model", {}).pop("aux_targets", None)
         differs = sorted(k for k in normalised if previous.get(k) != normalised[k])
         if differs:
             fail(f"{out} holds a run with other settings ({', '.join(differs)}); use a new --out")

@@ -35,6 +35,7 @@ from ecgcore.train_classifier import (
     SignalSet,
     SignalTrainConfig,
     auroc,
+    aux_target_names,
     classification_metrics,
     digitization_noise,
     evaluation_inputs,
@@ -68,6 +69,24 @@ def test_label_rule_follows_the_seed():
 def test_label_counts_of_the_ptbxl_subset_match_its_notice(ptbxl):
     counts = ptbxl.metadata["label"].value_counts().to_dict()
     assert counts == {"normal": 894, "non_mi_abnormality": 732, "mi": 475}
+
+
+def test_statements_name_codes_classes_and_subclasses(ptbxl):
+    """Auxiliary targets: each record's SCP codes, and the diagnostic class and subclass of its diagnostic codes."""
+    df = ptbxl.metadata
+    imi = next(i for i, codes in df["scp_codes"].items() if "IMI" in codes)
+    have = ptbxl.statements(imi)
+    assert {"scp:IMI", "class:MI", "subclass:IMI"} <= have
+    norm = next(i for i, codes in df["scp_codes"].items() if set(codes) == {"NORM", "SR"})
+    assert ptbxl.statements(norm) == {"scp:NORM", "scp:SR", "class:NORM", "subclass:NORM"}  # SR is a rhythm
+
+
+def test_aux_targets_are_the_frequent_statements():
+    data = SignalSet(np.zeros((4, 10, 12), np.float32), np.zeros(4, np.int64), np.arange(4),
+                     [{"scp:A", "scp:B"}, {"scp:A"}, {"scp:A", "scp:C"}, {"scp:B"}])
+    names = aux_target_names(data, min_count=2)
+    assert names == ["scp:A", "scp:B"]
+    np.testing.assert_array_equal(data.aux_matrix(names), [[1, 1], [1, 0], [1, 0], [0, 1]])
 
 
 # --- the signal model's input --------------------------------------------------------------------------
@@ -203,6 +222,61 @@ def test_short_signal_training_beats_chance(tmp_path):
     with torch.no_grad():
         accuracy = (model(torch.from_numpy(inputs)).argmax(1).numpy() == test.labels).mean()
     assert accuracy > 0.6  # chance is 1/3
+
+
+def _trained_aux_head(tmp_path: Path, aux_weight: float) -> tuple[SignalEnsemble, np.ndarray, np.ndarray]:
+    """Train a tiny model for 8 epochs on records whose class says nothing, with one auxiliary statement ("scp:INV":
+    the limb leads are inverted) on every other record. Returns the last epoch's model and noisy 6x2 test inputs
+    with their statement."""
+    torch.set_num_threads(1)
+
+    def records(n: int, seed: int) -> tuple[SignalSet, np.ndarray]:
+        inverted = np.arange(n) % 2 == 1
+        signals = [synthetic_record(seed=seed * 1000 + i).signal.copy() for i in range(n)]
+        for s, inv in zip(signals, inverted):
+            s[:, :6] *= -1.0 if inv else 1.0
+        data = SignalSet(np.stack(signals).astype(np.float32), (np.arange(n) // 2) % 3, np.arange(n),
+                         [{"scp:INV"} if inv else set() for inv in inverted])
+        return data, inverted
+
+    (train, _), (test, inverted) = records(96, 1), records(40, 3)
+    config = {**TINY_SIGNAL, "aux_targets": ["scp:INV"]}
+    cfg = SignalTrainConfig(epochs=8, batch_size=16, lr=1e-2, patience=8, model=config, aux_weight=aux_weight)
+    options = NoiseOptions()
+    val_inputs = {"noisy/6x2": evaluation_inputs(test, seed=0, options=options)["noisy/6x2"]}
+
+    class Quiet:
+        def log(self, _):
+            pass
+
+        def metrics(self, *_a, **_k):
+            pass
+
+        def advance(self, *_a, **_k):
+            pass
+
+    train_signal_member(0, cfg, train, val_inputs, test.labels, tmp_path, Quiet())
+    model = build_model("signal", {**config, "members": 1})
+    model.load_state_dict(torch.load(tmp_path / "member0" / "checkpoint.pt", weights_only=True)["model"])
+    return model.eval(), val_inputs["noisy/6x2"], inverted
+
+
+def test_auxiliary_statements_are_learnt_and_left_out_of_the_answer(tmp_path):
+    """With auxiliary targets the head has one more logit per statement and training learns it; the model still
+    answers 3 class logits, and its weights round-trip. Without the auxiliary loss the same logit learns nothing."""
+    model, inputs, inverted = _trained_aux_head(tmp_path / "aux", aux_weight=5.0)
+    x = torch.from_numpy(inputs)
+    with torch.no_grad():
+        assert model(x).shape == (40, 3)
+        learnt = auroc(inverted, model.members[0].forward_all(x)[:, 3].numpy())
+    path = tmp_path / "aux.safetensors"
+    save_weights(path, "signal", model)
+    with torch.no_grad():
+        assert torch.allclose(load_model(path, "signal").model(x), model(x))
+    untrained, inputs, inverted = _trained_aux_head(tmp_path / "none", aux_weight=0.0)
+    with torch.no_grad():
+        chance = auroc(inverted, untrained.members[0].forward_all(torch.from_numpy(inputs))[:, 3].numpy())
+    assert learnt > 0.9 and learnt > chance + 0.2
 
 
 def test_short_image_training_beats_chance():

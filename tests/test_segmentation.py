@@ -138,12 +138,28 @@ def test_tiles_cover_the_whole_image():
         assert kept.all() and starts[-1] + 1024 == max(size, 1024)
 
 
-def test_batched_prediction_equals_one_by_one(random_segmenter):
+@pytest.mark.parametrize("phases", [1, 2])
+def test_batched_prediction_equals_one_by_one(random_segmenter, phases):
+    seg = Segmenter(random_segmenter.model, random_segmenter.config, phases=phases)
     rng = np.random.default_rng(5)
     images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(65, 70, 3), (65, 70, 3), (40, 99, 3)]]
-    batched = random_segmenter.predict_batch(images)
+    batched = seg.predict_batch(images)
     for img, out in zip(images, batched):
-        np.testing.assert_array_equal(out, random_segmenter.predict(img))
+        np.testing.assert_array_equal(out, seg.predict(img))
+
+
+def test_phases_average_the_logits_of_the_photo_shifted_by_one_pixel(random_segmenter):
+    """phases=2 is the mean of the photo's logits and those of the photo moved one pixel down and right (edge
+    pixels repeated), read back at the photo's own pixels; unknown phase counts are refused."""
+    rgb = np.random.default_rng(7).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    one = Segmenter(random_segmenter.model, random_segmenter.config, phases=1)
+    two = Segmenter(random_segmenter.model, random_segmenter.config, phases=2)
+    shifted = np.pad(rgb, ((1, 0), (1, 0), (0, 0)), mode="edge")
+    expected = (one._logits(rgb, None) + one._logits(shifted, None)[:, 1:, 1:]) / 2
+    np.testing.assert_allclose(two._logits(rgb, None), expected, atol=1e-5)
+    assert not np.allclose(two._logits(rgb, None), one._logits(rgb, None), atol=1e-3)
+    with pytest.raises(ValueError, match="phases must be one of"):
+        Segmenter(random_segmenter.model, random_segmenter.config, phases=3).predict(rgb)
 
 
 def test_shipped_weights_find_the_curve_in_a_synthetic_photo(shipped, small_photo):
