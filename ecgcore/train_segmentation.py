@@ -443,14 +443,16 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
         _append_metrics(run_dir / "metrics.csv", row)
         if reporter is not None:
             reporter.metrics(epoch, **{k: float(v) for k, v in row.items() if k not in ("epoch", "step")})
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "state": dict(state), "model_config": json.dumps(cfg.model)}
-        _atomic_torch_save(ckpt, last)
+        # The best weights go first: a checkpoint that records a new best must never exist without them (a kill
+        # between the two writes would otherwise leave a run whose best.safetensors is missing or an older epoch's).
         if improved:
             _atomic_torch_save({"model": model.state_dict(), "state": dict(state),
                                 "model_config": json.dumps(cfg.model)}, ckpt_dir / "best.pt")
             save_weights(model, run_dir / "best.safetensors", cfg.model,
                          card=run_card(cfg, state, val, command))
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "state": dict(state), "model_config": json.dumps(cfg.model)}
+        _atomic_torch_save(ckpt, last)
         log(f"epoch {epoch}: loss {row['train_loss']:.4f}, val IoU " +
             ", ".join(f"{n} {val[f'iou_{n}']:.3f}" for n in CLASS_NAMES) + (" (best)" if improved else ""))
         if should_stop is not None and should_stop():

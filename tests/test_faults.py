@@ -136,6 +136,31 @@ def test_segmentation_resume_after_a_kill_between_metrics_and_checkpoint(tiny_da
     assert _metric_epochs(tmp_path / "run" / "metrics.csv") == [1, 2, 3]
 
 
+def test_a_checkpoint_that_records_a_new_best_never_exists_without_its_weights(tiny_dataset, tmp_path, monkeypatch):
+    """Killed while writing the first epoch's checkpoint (that epoch is always a new best): the best weights are
+    already on disk, so a run never claims a best it cannot export."""
+    from ecgcore import train_segmentation
+    from ecgcore.segmentation import DEFAULT_MODEL_CONFIG, load_segmenter
+    from ecgcore.train_segmentation import TrainConfig, train
+
+    model = {**DEFAULT_MODEL_CONFIG, "encoder_name": "tu-mobilenetv3_small_100", "decoder_channels": [32, 16, 16, 8]}
+    cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=2, steps_per_epoch=1,
+                      batch_size=2, crop=64, warmup_steps=1, allow_any_fold=True, model=model)
+    real_save = train_segmentation._atomic_torch_save
+
+    def die_on_the_checkpoint(obj, path):
+        if path.name == "last.pt":
+            raise Killed
+        real_save(obj, path)
+
+    monkeypatch.setattr(train_segmentation, "_atomic_torch_save", die_on_the_checkpoint)
+    with pytest.raises(Killed):
+        train(cfg)
+    run = tmp_path / "run"
+    assert not (run / "checkpoints" / "last.pt").exists()
+    load_segmenter(run / "best.safetensors")  # whole and loadable
+
+
 # --- signal classifier training killed mid-way, seen through a restarted app ----------------------------------------
 
 
