@@ -75,7 +75,7 @@ PULSE_MIN_SCORE = 0.8
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
 # over their common seconds is at least this (different leads at the same time: rarely above 0.6).
 REPEAT_R_SAME = 0.8
-PULSE_MATCH_MM = 2.0  # a layout's pulse counts as found when a detected pulse is this close
+PULSE_MATCH_MM = 3.0  # a layout's pulse counts as found when a detected pulse is this close
 # Viterbi costs (per column unless named): see _track_all.
 JUMP_COST_PER_MM = 0.3
 GAP_COST = 0.3  # a column skipped
