@@ -413,6 +413,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     weights = torch.tensor(class_weights(train.labels), dtype=torch.float32)
     aux_names = list(cfg.model.get("aux_targets") or ())
     aux = train.aux_matrix(aux_names) if aux_names else None
+    n_classes = len(LABELS)  # the class logits come first, the auxiliary statements after them
     options = NoiseOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.noise.items()})
     layout_names = list(cfg.layout_weights)
     layout_p = np.asarray([cfg.layout_weights[k] for k in layout_names], float)
@@ -436,7 +437,6 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
             x = torch.from_numpy(signal_batch(train.signals[idx], rng, layouts, options))
             y = torch.from_numpy(train.labels[idx])
             logits = model.members[0].forward_all(x)
-            n_classes = len(LABELS)
             loss = F.cross_entropy(logits[:, :n_classes], y, weight=weights, label_smoothing=cfg.label_smoothing)
             if aux is not None:
                 loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(

@@ -179,6 +179,22 @@ def test_signal_model_ignores_what_is_not_observed():
 # --- training on separable synthetic data -----------------------------------------------------------------
 
 
+class QuietReporter:
+    """A training reporter that prints nothing and keeps the log messages (for tests that read them)."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def log(self, message):
+        self.messages.append(message)
+
+    def metrics(self, *_a, **_k):
+        pass
+
+    def advance(self, *_a, **_k):
+        pass
+
+
 def _separable_signals(n: int, seed: int) -> SignalSet:
     """Synthetic records whose class is visible in every layout: class 1 has tall precordial waves, class 2
     inverted limb leads."""
@@ -201,17 +217,7 @@ def test_short_signal_training_beats_chance(tmp_path):
     options = NoiseOptions()
     val_inputs = {k: v for k, v in evaluation_inputs(val, seed=0, options=options).items() if k.startswith("noisy/")}
 
-    class Quiet:
-        def log(self, _):
-            pass
-
-        def metrics(self, *_a, **_k):
-            pass
-
-        def advance(self, *_a, **_k):
-            pass
-
-    best = train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, Quiet())
+    best = train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, QuietReporter())
     assert (tmp_path / "member0" / "done.json").is_file() and (tmp_path / "member0" / "checkpoint.pt").is_file()
     model = build_model("signal", {**TINY_SIGNAL, "members": 1})
     from safetensors.torch import load_file
@@ -245,17 +251,7 @@ def _trained_aux_head(tmp_path: Path, aux_weight: float) -> tuple[SignalEnsemble
     options = NoiseOptions()
     val_inputs = {"noisy/6x2": evaluation_inputs(test, seed=0, options=options)["noisy/6x2"]}
 
-    class Quiet:
-        def log(self, _):
-            pass
-
-        def metrics(self, *_a, **_k):
-            pass
-
-        def advance(self, *_a, **_k):
-            pass
-
-    train_signal_member(0, cfg, train, val_inputs, test.labels, tmp_path, Quiet())
+    train_signal_member(0, cfg, train, val_inputs, test.labels, tmp_path, QuietReporter())
     model = build_model("signal", {**config, "members": 1})
     model.load_state_dict(torch.load(tmp_path / "member0" / "checkpoint.pt", weights_only=True)["model"])
     return model.eval(), val_inputs["noisy/6x2"], inverted

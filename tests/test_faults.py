@@ -224,20 +224,7 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
     from ecgcore import train_classifier
     from ecgcore.classify import SIGNAL_CONFIG
     from ecgcore.train_classifier import NoiseOptions, SignalTrainConfig, evaluation_inputs, train_signal_member
-    from tests.test_classify import _separable_signals
-
-    class Quiet:
-        def __init__(self):
-            self.messages: list[str] = []
-
-        def log(self, message):
-            self.messages.append(message)
-
-        def metrics(self, *_a, **_k):
-            pass
-
-        def advance(self, *_a, **_k):
-            pass
+    from tests.test_classify import QuietReporter, _separable_signals
 
     torch.set_num_threads(1)
     tiny = {**SIGNAL_CONFIG, "widths": [8, 16], "kernel": 5, "stem_kernel": 7, "dropout": 0.0}
@@ -253,10 +240,10 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(train_classifier, "_save_checkpoint", save_then_die_at_epoch_2)
     with pytest.raises(Killed):
-        train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, Quiet())
+        train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, QuietReporter())
     assert _history_epochs(tmp_path) == [0, 1, 2]  # the state a kill in the gap leaves
     monkeypatch.setattr(train_classifier, "_save_checkpoint", real_save)
-    reporter = Quiet()
+    reporter = QuietReporter()
     train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, reporter)
     assert _history_epochs(tmp_path) == [0, 1, 2, 3, 4]
     assert "member 0: resumed after epoch 1" in reporter.messages
