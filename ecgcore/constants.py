@@ -70,4 +70,6 @@ INK_RGB = (0, 0, 0)
 
 # Sample JSON schema tag of the PTB-V format (PRODUCT.md).
 SAMPLE_SCHEMA = "ptb-v/1"
-GENERATOR_VERSION = "1.1.0"  # 1.1: pen width honours curve_line_mm; curve mask = visible ink
+# 1.1: pen width honours curve_line_mm; curve mask = visible ink. 1.2: a photo's curve class is the ink resampled
+# like the image (bilinear) and then thresholded, not the paper's thresholded mask resampled nearest-neighbour.
+GENERATOR_VERSION = "1.2.0"

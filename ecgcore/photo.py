@@ -1,9 +1,10 @@
 """PTB-V photo synthesis: a rendered paper turned into a simulated phone photo, with exact ground truth.
 
 Every geometric step (scale, skew, rotation, perspective, translation, curl) is composed into one mapping from
-paper pixels to photo pixels, and the photo, the class mask (nearest-neighbour) and the lead quads all go through
-that same mapping, so they can never drift apart. The paper is rendered directly at the resolution it will have in
-the photo, which keeps lines crisp and the synthesis fast.
+paper pixels to photo pixels, and the photo, the class mask and the lead quads all go through that same mapping, so
+they can never drift apart (the grid classes nearest-neighbour; the curve class where the traces' ink, resampled like
+the image, covers at least CURVE_MASK_MIN_COVERAGE of a photo pixel). The paper is rendered directly at the
+resolution it will have in the photo, which keeps lines crisp and the synthesis fast.
 
 Stage order (the prototype's, SEED_NOTES section 2): paper fitted to the photo; shadow on the paper; paper scaled,
 skewed and rotated about its centre; pasted on the background at centre + translation; whole photo blurred;
@@ -22,6 +23,7 @@ import cv2
 import numpy as np
 
 from .backgrounds import make_background
+from .constants import CURVE, CURVE_MASK_MIN_COVERAGE
 from .imageio import encode_jpeg
 from .layouts import make_layout
 from .params import Preset
@@ -97,7 +99,7 @@ def synthesize_photo(
     homography = _paper_to_photo(pw, ph, width, height, params)
     curl_px = params["paper_curl"] * ph
     rgba = np.dstack([sheet, np.full((ph, pw), 255, np.uint8)])
-    warped, mask = _warp(rgba, paper.mask, homography, curl_px, (width, height))
+    warped, mask = _warp(rgba, paper, homography, curl_px, (width, height))
     quads = [_map_points(box.quad, homography, curl_px, pw) for box in paper.leads]
     leads = [LeadBox(box.name, q, box.t0, box.t1) for box, q in zip(paper.leads, quads)]
     lap("geometry")
@@ -205,23 +207,36 @@ def _curl_offset(x: np.ndarray, pw: int, curl_px: float) -> np.ndarray:
     return curl_px * (1.0 - u * u)
 
 
-def _warp(rgba: np.ndarray, mask: np.ndarray, homography: np.ndarray, curl_px: float, size: tuple[int, int]):
+def _warp(rgba: np.ndarray, paper: RenderedPaper, homography: np.ndarray, curl_px: float, size: tuple[int, int]):
+    """The photo-sized RGBA of the paper, and its class mask.
+
+    The grid classes are resampled nearest-neighbour; the curve class is where the traces' ink, resampled like the
+    image (bilinearly), covers at least CURVE_MASK_MIN_COVERAGE of the photo pixel. Resampling the paper's
+    thresholded curve mask nearest-neighbour instead would give an aliased trace: which photo pixels it marks would
+    depend on which paper pixel happens to be nearest, not on the ink the photo pixel shows.
+    """
     width, height = size
     if curl_px == 0:
-        flags = cv2.INTER_LINEAR
-        warped = cv2.warpPerspective(rgba, homography, (width, height), flags=flags, borderMode=cv2.BORDER_CONSTANT)
-        warped_mask = cv2.warpPerspective(mask, homography, (width, height), flags=cv2.INTER_NEAREST)
-        return warped, warped_mask
-    # With curl the mapping is no longer projective: build the inverse map explicitly. The curl moves paper points
-    # vertically by an amount that depends only on x, so its inverse is exact: y_paper = y_curled - offset(x).
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    pts = np.stack([xx, yy], axis=-1).reshape(-1, 1, 2)
-    src = cv2.perspectiveTransform(pts, np.linalg.inv(homography)).reshape(height, width, 2)
-    map_x = src[..., 0]
-    map_y = src[..., 1] - _curl_offset(map_x, rgba.shape[1], curl_px).astype(np.float32)
-    warped = cv2.remap(rgba, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    warped_mask = cv2.remap(mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
-    return warped, warped_mask
+        def resample(image: np.ndarray, interpolation: int) -> np.ndarray:
+            return cv2.warpPerspective(image, homography, (width, height), flags=interpolation,
+                                       borderMode=cv2.BORDER_CONSTANT)
+    else:
+        # With curl the mapping is no longer projective: build the inverse map explicitly. The curl moves paper points
+        # vertically by an amount that depends only on x, so its inverse is exact: y_paper = y_curled - offset(x).
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        pts = np.stack([xx, yy], axis=-1).reshape(-1, 1, 2)
+        src = cv2.perspectiveTransform(pts, np.linalg.inv(homography)).reshape(height, width, 2)
+        map_x = src[..., 0]
+        map_y = src[..., 1] - _curl_offset(map_x, rgba.shape[1], curl_px).astype(np.float32)
+
+        def resample(image: np.ndarray, interpolation: int) -> np.ndarray:
+            return cv2.remap(image, map_x, map_y, interpolation, borderMode=cv2.BORDER_CONSTANT)
+
+    warped = resample(rgba, cv2.INTER_LINEAR)
+    ink = resample(paper.ink, cv2.INTER_LINEAR)
+    mask = resample(paper.grid, cv2.INTER_NEAREST)
+    mask[ink >= round(CURVE_MASK_MIN_COVERAGE * 255)] = CURVE
+    return warped, mask
 
 
 def _map_points(points: np.ndarray, homography: np.ndarray, curl_px: float, pw: int) -> np.ndarray:

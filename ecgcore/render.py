@@ -111,6 +111,8 @@ class RenderedPaper:
     leads: list[LeadBox]
     layout: Layout
     options: PaperOptions
+    ink: np.ndarray | None = None  # (H, W) uint8 anti-aliased coverage of the traces (0..255), as blended
+    grid: np.ndarray | None = None  # (H, W) uint8 class index of the paper without its traces (BACKGROUND, GRID_X|Y)
     px_per_mm: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -171,8 +173,9 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     fringe = (ink >= round(CURVE_MASK_MIN_COVERAGE * 255)) & (curve_lead == 0)
     if fringe.any():
         curve_lead[fringe] = cv2.dilate(curve_lead, np.ones((3, 3), np.uint8))[fringe]
-    mask = np.where(curve_lead > 0, CURVE, np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)))
-    return RenderedPaper(image, mask.astype(np.uint8), curve_lead, leads, layout, options)
+    grid = np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)).astype(np.uint8)
+    mask = np.where(curve_lead > 0, CURVE, grid).astype(np.uint8)
+    return RenderedPaper(image, mask, curve_lead, leads, layout, options, ink, grid)
 
 
 def pen_thickness(width_px: float) -> int:

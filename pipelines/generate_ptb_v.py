@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ecgcore.backgrounds import list_background_photos
-from ecgcore.constants import GRID_COLORS, MINOR_GRIDS
+from ecgcore.constants import GENERATOR_VERSION, GRID_COLORS, MINOR_GRIDS
 from ecgcore.dataset import DatasetError, is_done, new_dataset_info, open_dataset, sample_id, write_dataset_json
 from ecgcore.generate import IDENTITY_KEYS, make_sample
 from ecgcore.layouts import LAYOUT_NAMES
@@ -169,6 +169,11 @@ def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
         if differs:
             raise DatasetError(
                 f"{out} already holds a dataset made with other settings ({', '.join(differs)}); use a new --out"
+            )
+        if info.get("generator_version") != GENERATOR_VERSION:
+            raise DatasetError(
+                f"{out} was made by generator {info.get('generator_version')}, this is {GENERATOR_VERSION}: its samples"
+                " would not match the new ones; use a new --out"
             )
     else:
         info = new_dataset_info(config)

@@ -142,6 +142,18 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
         cli("--synthetic", "-n", "1", "--size", "640x480", "--layout", "12x1", "--out", out))
 
 
+def test_rerun_into_a_folder_of_another_generator_version_is_refused(tmp_path):
+    """Samples of two generator versions (e.g. 1.1 and 1.2 curve masks) never share a folder."""
+    out = tmp_path / "d"
+    assert main(["--synthetic", "-n", "1", "--size", "640x480", "--out", str(out)]) == 0
+    info = json.loads((out / "dataset.json").read_text())
+    info["generator_version"] = "1.1.0"
+    (out / "dataset.json").write_text(json.dumps(info))
+    error = one_line_error(cli("--synthetic", "-n", "2", "--size", "640x480", "--out", str(out)))
+    assert "made by generator 1.1.0" in error and "use a new --out" in error
+    assert not (out / "000001.jpg").exists()
+
+
 def test_print_style_is_part_of_the_dataset_identity_only_when_not_the_default(tmp_path):
     out = str(tmp_path / "d")
     assert main(["--synthetic", "-n", "1", "--size", "640x480", "--out", out]) == 0
