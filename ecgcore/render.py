@@ -103,7 +103,8 @@ class LeadBox:
 
 @dataclass
 class RenderedPaper:
-    """A rendered paper: RGB image, class mask, per-pixel lead index of the curve, and the lead boxes."""
+    """A rendered paper: RGB image, class mask, per-pixel lead index of the curve, the lead boxes, and the ink and grid
+    maps that a photo's class mask is made from."""
 
     image: np.ndarray  # (H, W, 3) uint8 RGB
     mask: np.ndarray  # (H, W) uint8 class index (constants.BACKGROUND..CURVE)
@@ -111,8 +112,8 @@ class RenderedPaper:
     leads: list[LeadBox]
     layout: Layout
     options: PaperOptions
-    ink: np.ndarray | None = None  # (H, W) uint8 anti-aliased coverage of the traces (0..255), as blended
-    grid: np.ndarray | None = None  # (H, W) uint8 class index of the paper without its traces (BACKGROUND, GRID_X|Y)
+    ink: np.ndarray  # (H, W) uint8 anti-aliased coverage of the traces (0..255), as blended
+    grid: np.ndarray  # (H, W) uint8 class index of the paper without its traces (BACKGROUND, GRID_X|Y)
     px_per_mm: float = field(init=False)
 
     def __post_init__(self) -> None:
