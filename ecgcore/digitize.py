@@ -58,6 +58,8 @@ from .constants import (
 from .errors import DigitizationError
 from .gridfind import MAJOR_MM, GridFit, find_grid
 from .layouts import LAYOUT_NAMES, SAME_PULSES, Layout, LeadCell, make_layout
+from .physics import consistency_score, limb_consistency
+from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
 from .render import LeadBox
 
 SUPPORTED_FS = (100, 500)
@@ -95,6 +97,11 @@ COLUMN_FILL = 1.0  # column width = 1 / (COLUMN_FILL * px per mm): one image pix
 ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width
 # Plausibility of a lead (for the quality flags).
 MIN_COVERAGE = 0.8
+LONG_VERTICAL_MM = 50.0  # a straight vertical line of ink this long is a grid line or a mark, never trace
+# A reading whose weaker limb-lead law is below this is read again with its cells placed from the page
+# (ecgcore.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
+PLACEMENT_SEARCH_BELOW_DB = 10.0
+PLACEMENT_MARGIN_DB = 1.0
 MIN_PTP_MV, MAX_PTP_MV = 0.05, 8.0
 
 
@@ -167,7 +174,7 @@ def digitize(
     fit = find_grid(class_map)
     if curve_margin is not None and curve_margin.shape != class_map.shape:
         raise DigitizationError(f"curve scores of size {curve_margin.shape} do not match the class map's {class_map.shape}.")
-    paper = _paper_ink(class_map, fit, curve_margin)
+    paper = _without_long_verticals(_paper_ink(class_map, fit, curve_margin))
     pulses = _find_pulses(paper, paper_speed, gain)
     if lead_boxes:
         cells, offset, chosen, source = _cells_from_boxes(lead_boxes, fit, pulses, paper_speed), (0.0, 0.0), "custom", "boxes"
@@ -181,7 +188,8 @@ def digitize(
     dig = _read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
     twin = SAME_PULSES.get(chosen) if source == "auto" else None
     if twin is None:
-        return dig
+        return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, layout_flags)
+                        if lay is not None else dig)
     # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and as
     # rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not (it shows other leads).
     alt_lay = make_layout(twin, paper_speed)
@@ -190,7 +198,86 @@ def digitize(
     three_by_four = dig if chosen == "3x4+3" else alt
     agree = three_by_four.quality.get("repeats_r_median")
     is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
-    return three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
+    dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
+    return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, layout_flags))
+
+
+def _checked(dig: DigitizedEcg) -> DigitizedEcg:
+    """The limb-lead physics of the reading, in its quality report (see ecgcore.physics)."""
+    dig.quality.update(limb_consistency(dig.signal, dig.fs))
+    return dig
+
+
+def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
+                      pulses: list[Pulse], paper_speed: float, layout_flags: list[str]) -> DigitizedEcg:
+    """A second hypothesis for a reading that breaks the limb-lead physics: the layout's rows placed on the page's
+    rows of trace and its columns and time origin where the limb-lead laws hold (ecgcore.placement). The reading
+    that keeps the physics better wins, by at least PLACEMENT_MARGIN_DB; both are named in the quality report.
+
+    A reading that already keeps the physics (PTB-V with its pulses found, most of the time) is not searched."""
+    before = consistency_score(dig.signal, dig.fs)
+    tried = [{"placement": "layout table", "score_db": round(before, 2)}]
+    dig.quality["placement"] = "layout table"
+    dig.quality["hypotheses"] = tried
+    # Without matched pulses the table's placement is a guess on the 5 mm lattice, and the physics cannot see a
+    # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
+    guessed = "layout_guessed" in layout_flags
+    if (before >= PLACEMENT_SEARCH_BELOW_DB and not guessed) or dig.layout == "seed-3x4":
+        return dig
+    lay = make_layout(dig.layout, paper_speed)
+    windows = law_windows(lay)
+    ink_rows, row_cols = _ink_rows(paper, fit)
+    n_rows = 1 + max(c.row for c in lay.cells)
+    table_rows = [lay.cells_of_row(r)[0].baseline_mm + offset[1] for r in range(n_rows)]
+    row_pitch = float(np.median(np.diff(table_rows))) if n_rows > 1 else 20.0
+    rows = match_rows(table_rows, ink_rows, 0.5 * row_pitch)
+    if not windows or any(rows[r] is None for w in windows for r in w.rows) or not row_cols:
+        return dig
+    u_start = min(float(paper.u_of(cols[0])) for cols in row_cols) - 2.0
+    u_end = max(float(paper.u_of(cols[-1])) for cols in row_cols) + 2.0
+    strips = _read_strips(paper, rows, min(row_pitch, 20.0), u_start, u_end)
+    x0_table = offset[0] + lay.cells[0].x_mm + (lay.pulse_mm if lay.cells[0].pulse else 0.0)
+    found = best_origin(strips, u_start, windows, paper_speed, [x0_table])
+    if found is None:
+        return dig
+    x0, _ = found
+    # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
+    # found on the page keep the layout table's place, moved as the found rows moved.
+    shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))
+    baselines = []
+    for r in range(n_rows):
+        values = strips[r][np.isfinite(strips[r])] if rows[r] is not None else np.empty(0)
+        baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
+    cells = place_cells(lay, x0, baselines, paper_speed)
+    flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
+    again = _read_cells(paper, fit, cells, (0.0, 0.0), dig.layout, dig.layout_source, lay.duration_s, dig.fs,
+                        paper_speed, dig.gain, pulses, flags)
+    after = consistency_score(again.signal, again.fs)
+    tried.append({"placement": "from the page", "score_db": round(after, 2)})
+    if after < before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB):
+        return dig
+    again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
+    again.quality["placement"] = "from the page"
+    again.quality["hypotheses"] = tried
+    return again
+
+
+def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_start: float, u_end: float) -> np.ndarray:
+    """Each row of trace read across the whole page (one long cell per row, tracked like lead cells), sampled every
+    SEARCH_STEP_MM from ``u_start``: (len(rows), n) paper v in mm, NaN where not read or where the row is None."""
+    placed = [(r, v) for r, v in enumerate(rows) if v is not None]
+    cells = [LeadCell(LEAD_NAMES[k % len(LEAD_NAMES)], r, 0, u_start, v - row_h / 2 - 1.0, u_end - u_start, row_h,
+                      0.0, 1.0, False) for k, (r, v) in enumerate(placed)]
+    touch = TOUCH_PX / paper.px_per_mm
+    owner = _owners(paper, cells, touch)
+    columns = [_cell_columns(paper, cell, RUN_SPLIT_MM, (owner < 0) | (owner == b)) for b, cell in enumerate(cells)]
+    paths = _track_all(columns, touch)
+    grid = u_start + np.arange(int(np.floor((u_end - u_start) / SEARCH_STEP_MM)) + 1) * SEARCH_STEP_MM
+    strips = np.full((len(rows), len(grid)), np.nan)
+    for (r, _), col, path in zip(placed, columns, paths):
+        u, v = _column_values(col.runs, path, col.n_cols, paper.px_per_mm)
+        strips[r] = _resample(u, v, grid, max_gap_s=2.0)
+    return strips
 
 
 def digitize_photo(
@@ -372,6 +459,36 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
     coverage = np.bincount(rows * shape[1] + cols, minlength=shape[0] * shape[1]).reshape(shape)
     return PaperInk(u, v, float(fit.px_per_mm_xy[0]) * fx, np.minimum(coverage, 65535).astype(np.uint16), u0, v0,
                     ppm, ext_up, ext_down)
+
+
+def _without_long_verticals(paper: PaperInk) -> PaperInk:
+    """The ink without straight vertical lines longer than LONG_VERTICAL_MM: grid lines and lead-change bars that
+    the segmenter took for trace. No ECG wave draws such a line: even a 4 mV R wave at 10 mm/mV rises over a
+    millimetre or more of paper, and a line that long would cross rows."""
+    inked = paper.coverage > 0
+    # a column or its right neighbour (a line a little off the grid's axis falls in two coverage columns)
+    pair = inked | np.pad(inked[:, 1:], ((0, 0), (0, 1)))
+    min_len = int(round(LONG_VERTICAL_MM * paper.ppm))
+    if pair.shape[0] < min_len:
+        return paper
+    # length of the vertical run of ink each cell belongs to: cumulative counts from above and from below
+    down = np.zeros(pair.shape, np.int32)
+    up = np.zeros(pair.shape, np.int32)
+    for r in range(pair.shape[0]):
+        down[r] = np.where(pair[r], (down[r - 1] if r else 0) + 1, 0)
+    for r in range(pair.shape[0] - 1, -1, -1):
+        up[r] = np.where(pair[r], (up[r + 1] if r + 1 < pair.shape[0] else 0) + 1, 0)
+    line = (down + up - 1) >= min_len
+    line = line & inked | np.pad(line[:, :-1], ((0, 0), (1, 0))) & inked
+    if not line.any():
+        return paper
+    cols = np.round((paper.u - paper.u0) * paper.ppm).astype(np.int64)
+    rows = np.round((paper.v - paper.v0) * paper.ppm).astype(np.int64)
+    keep = ~line[rows, cols]
+    coverage = np.where(line, 0, paper.coverage).astype(np.uint16)
+    return PaperInk(paper.u[keep], paper.v[keep], paper.px_per_mm, coverage, paper.u0, paper.v0, paper.ppm,
+                    None if paper.ext_up is None else paper.ext_up[keep],
+                    None if paper.ext_down is None else paper.ext_down[keep])
 
 
 def curve_edge_offsets(curve: np.ndarray, margin: np.ndarray, ys: np.ndarray,

@@ -70,6 +70,9 @@ class Layout:
     def cells_of(self, lead: str) -> list[LeadCell]:
         return [cell for cell in self.cells if cell.lead == lead]
 
+    def cells_of_row(self, row: int) -> list[LeadCell]:
+        return [cell for cell in self.cells if cell.row == row]
+
 
 def pulse_width_mm(paper_speed: float) -> float:
     """Width of the calibration pulse: 9 small cells at 25 mm/s (0.36 s of paper), scaled with the speed."""

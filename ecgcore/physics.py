@@ -44,12 +44,16 @@ def law_db(signal: np.ndarray, fs: int, law: str) -> float | None:
     shared = np.isfinite(x).all(axis=1)
     if shared.sum() < max(2, int(round(MIN_SHARED_S * fs))):
         return None
-    x = x[shared]
+    return residual_db(x[shared], np.array([c for _, c in leads]))
+
+
+def residual_db(x: np.ndarray, coefficients: np.ndarray) -> float | None:
+    """10 log10(mean energy of the columns of ``x`` / energy of ``x @ coefficients``), each column's median removed;
+    ``x`` is (n, k) with no NaN. None when the columns are too flat to tell anything (see MIN_LAW_RMS_MV)."""
     x = x - np.median(x, axis=0)
     energy = float(np.mean(np.sum(x**2, axis=0)))
-    if energy / len(x) < MIN_LAW_RMS_MV**2:
+    if len(x) == 0 or energy / len(x) < MIN_LAW_RMS_MV**2:
         return None
-    coefficients = np.array([c for _, c in leads])
     residual = float(np.sum((x @ coefficients) ** 2))
     if residual <= energy * 10 ** (-MAX_DB / 10):
         return MAX_DB

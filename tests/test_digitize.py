@@ -108,7 +108,36 @@ def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, l
             mask[:, x0: x0 + int(9 * 6.0) + 2][mask[:, x0: x0 + int(9 * 6.0) + 2] == CURVE] = 0
     dig = digitize(mask)
     assert dig.layout == layout  # three rows: the rows' length tells the plain 3x4 from the seed layout
-    assert {"no_calibration_pulse", "layout_guessed"} <= set(dig.quality["flags"]) and not dig.quality["ok"]
+    flags = set(dig.quality["flags"])
+    assert "no_calibration_pulse" in flags
+    if "layout_from_page" in flags:  # placed where the limb-lead laws hold, which they then do
+        assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    else:
+        assert "layout_guessed" in flags and not dig.quality["ok"]
+
+
+@pytest.mark.parametrize("layout,shift_mm", [("3x4+II", 3.0), ("3x4", -2.0), ("6x2", 4.0), ("12x1", 3.0)])
+def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synthetic, layout, shift_mm):
+    """A printer without pulses whose leads start shift_mm away from the layout table: the reading is placed from
+    the page (rows of ink, time origin where Einthoven and Goldberger hold), each lead's window within 0.5 mm."""
+    from dataclasses import replace
+
+    lay = make_layout(layout)
+    cells = tuple(replace(c, x_mm=c.x_mm + shift_mm + (lay.pulse_mm if c.pulse else 0.0),
+                          w_mm=c.w_mm - (lay.pulse_mm if c.pulse else 0.0), pulse=False) for c in lay.cells)
+    px_per_mm = 6.0
+    paper = render(synthetic, replace(lay, cells=cells), PaperOptions(px_per_mm=px_per_mm))
+    dig = digitize(paper.mask)
+    assert dig.layout == layout
+    assert dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    speed_px = 25.0 * px_per_mm
+    for found in dig.leads:
+        truth = min((b for b in paper.leads if b.name == found.name and b.t0 <= found.t0 < b.t1),
+                    key=lambda b: abs(b.quad[0, 1] - found.quad[0, 1]))
+        expected_x = truth.quad[0, 0] + (found.t0 - truth.t0) * speed_px
+        assert abs(found.quad[0, 0] - expected_x) <= 0.5 * px_per_mm, (found.name, found.quad[0, 0], expected_x)
+    assert np.nanmedian(_snr(synthetic, dig)) > 15
 
 
 def test_wfdb_record_and_json(tmp_path, synthetic):
