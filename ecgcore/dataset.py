@@ -429,6 +429,8 @@ def undo_last(folder: str | Path, by: str) -> UndoResult:
     if not by:
         raise ValueError("undo needs a curator name: it steps back through that curator's own decisions only.")
     folder = Path(folder)
+    if (folder / DATASET_FILE).is_file() and not (folder / CURATION_FILE).is_file():
+        return UndoResult()  # no decision yet: nothing to undo, and no empty log to leave behind
     with _locked_log(folder) as f:
         f.seek(0)
         log = replay_curation(_parse_log(f.read()))

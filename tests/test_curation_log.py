@@ -170,6 +170,7 @@ def test_decisions_need_a_dataset_and_are_one_per_sample(folder, tmp_path):
     with pytest.raises(DatasetError, match="not a PTB-V dataset"):
         undo_last(tmp_path, by="x")
     assert not (tmp_path / CURATION_FILE).exists()
+    assert not undo_last(folder, by="x") and not (folder / CURATION_FILE).exists()  # nothing to undo, nothing written
     assert [e["id"] for e in record_decisions(folder, ["a", "a", "b"], "discard", by="x")] == ["a", "b"]
     assert decision_message(["a", "b"], "discard") == "Discarded a, b."
     assert decision_message([f"{i:06d}" for i in range(8)], "restore") == (
