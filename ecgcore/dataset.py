@@ -2,8 +2,8 @@
 
 A sample exists when its ``ID.json`` exists: the photo and mask are written first (each atomically, through a
 temporary file and a rename), the JSON last, so a killed writer never leaves a sample that counts as done.
-Curation decisions are appended to ``curation.jsonl`` under a file lock; nothing is ever deleted, and the state of
-a sample is its latest decision.
+Curation decisions are appended to ``curation.jsonl`` under a file lock; nothing is ever deleted. The state of a
+sample is its latest decision that no undo withdrew; an undo is itself a record that names the decision it withdraws.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -218,74 +219,242 @@ def new_dataset_info(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- curation ------------------------------------------------------------------------------------------
+#
+# The log is append-only JSON lines of two kinds. A decision record sets a sample's state:
+#   {"rid": "3f..", "id": "000016", "decision": "discard" | "restore", "reason": "..", "by": "alice", "time": "..",
+#    "batch": "9c.."}
+# An undo record withdraws one earlier decision record of the same curator, named by its rid:
+#   {"rid": "7a..", "id": "000016", "decision": "undo", "undoes": "3f..", "undid": "discard", "by": "alice", ...}
+# and carries "overtaken_by" (who decided what later) when another curator's later decision on that sample stood.
+# Replaying the log (replay_curation) gives each sample's state and each curator's undo stack. Logs written before
+# records had ids (no "rid"; an undo was written as the inverse decision) replay to the state they always meant.
+
+UNDO = "undo"
+KEPT, DISCARDED = "kept", "discarded"
+MAX_CURATOR_CHARS = 60  # a name, not a paragraph: it is shown in tables and toasts
 
 
 def _lock(f) -> None:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
 
 
-def record_decisions(folder: str | Path, ids: list[str], decision: str, reason: str = "", by: str = "") -> list[dict]:
-    """Append one decision per id (``discard`` or ``restore``) to the curation log, under an exclusive lock.
-
-    Appends never rewrite earlier lines, so two sessions curating at once lose nothing.
-    """
-    if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}.")
-    folder = Path(folder)
+@contextmanager
+def _locked_log(folder: Path) -> Iterator[BinaryIO]:
+    """The curation log opened for reading and appending, under an exclusive lock until the block ends."""
     if not (folder / DATASET_FILE).is_file():
         raise DatasetError(f"{folder} is not a PTB-V dataset (no {DATASET_FILE}).")
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    batch = uuid.uuid4().hex[:12]
-    entries = [
-        {"id": str(i), "decision": decision, "reason": reason, "by": by, "time": now, "batch": batch} for i in ids
-    ]
-    if not entries:
-        return []
+    with open(folder / CURATION_FILE, "a+b") as f:
+        _lock(f)  # closing the file releases it
+        yield f
+
+
+def _append(f: BinaryIO, entries: list[dict]) -> None:
+    """Append records to the locked log and make them durable before the lock is released."""
     payload = "".join(json.dumps(e) + "\n" for e in entries).encode()
-    with open(folder / CURATION_FILE, "ab") as f:
-        _lock(f)
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    return entries
+    size = f.seek(0, os.SEEK_END)
+    if size:
+        f.seek(size - 1)
+        if f.read(1) != b"\n":  # a writer killed mid-line: start on a fresh line so this record stays whole
+            payload = b"\n" + payload
+    f.write(payload)  # append mode: always at the end, whatever the read position
+    f.flush()
+    os.fsync(f.fileno())
 
 
-def read_decisions(folder: str | Path) -> list[dict]:
-    """The whole curation history, oldest first (a torn last line from a crash is ignored)."""
-    path = Path(folder) / CURATION_FILE
-    if not path.is_file():
-        return []
+def _parse_log(data: bytes) -> list[dict]:
+    """The records of a log's bytes, oldest first; torn or foreign lines are skipped."""
     out = []
-    with open(path, "rb") as f:
-        _lock(f)
-        data = f.read()
     for line in data.decode(errors="replace").splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(entry, dict) and entry.get("decision") in DECISIONS and "id" in entry:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        if entry.get("decision") in DECISIONS or (entry.get("decision") == UNDO and isinstance(entry.get("undoes"), str)):
             out.append(entry)
     return out
 
 
-def discarded_ids(folder: str | Path) -> set[str]:
-    """Ids whose latest decision is ``discard``: every builder and trainer skips these."""
-    state: dict[str, str] = {}
-    for entry in read_decisions(folder):
-        state[entry["id"]] = entry["decision"]
-    return {i for i, d in state.items() if d == "discard"}
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def undo_last(folder: str | Path, by: str = "") -> list[dict]:
-    """Undo the most recent batch of decisions (one call of record_decisions) by appending its inverse.
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
 
-    ``by`` limits the undo to the latest batch of that curator, so two sessions undo only their own work.
+
+def record_id(entry: dict) -> str:
+    """A record's id: its ``rid``; records from before ids existed get one from their batch (or time) and sample."""
+    rid = entry.get("rid")
+    if isinstance(rid, str) and rid:
+        return rid
+    return f"legacy:{entry.get('batch') or entry.get('time', '')}:{entry['id']}"
+
+
+def _batch_key(entry: dict) -> str:
+    return str(entry.get("batch") or entry.get("time", ""))
+
+
+def record_decisions(folder: str | Path, ids: list[str], decision: str, reason: str = "", by: str = "") -> list[dict]:
+    """Append one decision per id (``discard`` or ``restore``; one batch, so one undo) to the curation log.
+
+    Appends happen under an exclusive lock and never rewrite earlier lines, so two sessions curating at once lose
+    nothing. Returns the records written (each with its own ``rid``, which an undo refers to).
     """
-    history = [e for e in read_decisions(folder) if not by or e.get("by") == by]
-    if not history:
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}.")
+    folder = Path(folder)
+    unique = list(dict.fromkeys(str(i) for i in ids))  # one record per sample: a batch is undone as a whole
+    if not unique:
+        if not (folder / DATASET_FILE).is_file():
+            raise DatasetError(f"{folder} is not a PTB-V dataset (no {DATASET_FILE}).")
         return []
-    last = history[-1].get("batch", history[-1]["time"])
-    batch = [e for e in history if e.get("batch", e["time"]) == last]
-    inverse = "restore" if batch[-1]["decision"] == "discard" else "discard"
-    return record_decisions(folder, [e["id"] for e in batch], inverse, reason=f"undo of batch {last}", by=by)
+    now, batch = _now(), _new_id()
+    entries = [{"rid": _new_id(), "id": i, "decision": decision, "reason": reason, "by": by, "time": now,
+                "batch": batch} for i in unique]
+    with _locked_log(folder) as f:
+        _append(f, entries)
+    return entries
+
+
+def read_decisions(folder: str | Path) -> list[dict]:
+    """The whole curation log (decisions and undos), oldest first (a torn line from a crash is ignored)."""
+    path = Path(folder) / CURATION_FILE
+    if not path.is_file():
+        return []
+    with open(path, "rb") as f:
+        _lock(f)
+        data = f.read()
+    return _parse_log(data)
+
+
+@dataclass
+class CurationLog:
+    """The curation log replayed: every sample's standing decisions, and what each curator can still undo."""
+
+    records: list[dict]
+    standing: dict[str, list[dict]]  # per sample, its decision records not withdrawn by an undo, oldest first
+    undone: set[str]  # rids of the decision records an undo withdrew
+
+    def state(self, sid: str) -> str:
+        """``discarded`` when the sample's latest standing decision is a discard, else ``kept``."""
+        stack = self.standing.get(sid)
+        return DISCARDED if stack and stack[-1]["decision"] == "discard" else KEPT
+
+    @property
+    def discarded(self) -> set[str]:
+        return {sid for sid in self.standing if self.state(sid) == DISCARDED}
+
+    def undo_stack(self, by: str) -> list[list[dict]]:
+        """``by``'s batches of decisions not undone yet, oldest first: an undo withdraws the last one."""
+        batches: dict[str, list[dict]] = {}
+        for entry in self.records:
+            if entry["decision"] in DECISIONS and entry.get("by") == by and record_id(entry) not in self.undone:
+                batches.setdefault(_batch_key(entry), []).append(entry)
+        return list(batches.values())
+
+
+def replay_curation(records: list[dict]) -> CurationLog:
+    """Replay log records in order: a decision stands on its sample until an undo withdraws it.
+
+    Withdrawing the latest standing decision returns the sample to the one before it (or to kept); withdrawing an
+    older one (another curator decided later) leaves the state to that later decision.
+    """
+    standing: dict[str, list[dict]] = {}
+    undone: set[str] = set()
+    decisions: dict[str, dict] = {}
+    for entry in records:
+        if entry["decision"] != UNDO:
+            decisions[record_id(entry)] = entry
+            standing.setdefault(entry["id"], []).append(entry)
+            continue
+        target = decisions.get(entry["undoes"])
+        if target is None or entry["undoes"] in undone:  # unknown or already withdrawn: nothing left to do
+            continue
+        undone.add(entry["undoes"])
+        stack = standing[target["id"]]
+        # by identity, not equality: of two equal legacy records (an id twice in one batch) only this one goes
+        del stack[next(k for k in range(len(stack) - 1, -1, -1) if stack[k] is target)]
+    return CurationLog(records=records, standing=standing, undone=undone)
+
+
+def read_curation(folder: str | Path) -> CurationLog:
+    """The dataset's curation log, replayed."""
+    return replay_curation(read_decisions(folder))
+
+
+def discarded_ids(folder: str | Path) -> set[str]:
+    """Ids whose latest standing decision is ``discard``: every builder and trainer skips these."""
+    return read_curation(folder).discarded
+
+
+@dataclass(frozen=True)
+class UndoneDecision:
+    """One decision an undo withdrew, and what that did to its sample."""
+
+    id: str
+    undid: str  # the decision withdrawn: "discard" or "restore"
+    state: str  # the sample's state after the undo: "kept" or "discarded"
+    changed: bool  # whether the undo changed the sample's state
+    overtaken_by: dict | None = None  # another curator's later decision that still stands ({"by", "decision", ...})
+
+
+@dataclass
+class UndoResult:
+    """What one undo did: one item per decision of the batch it withdrew (empty when there was nothing to undo)."""
+
+    items: list[UndoneDecision] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)  # the undo records appended to the log
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def clean_curator(name: str) -> str:
+    """A curator name as logged: printable, trimmed, at most MAX_CURATOR_CHARS characters."""
+    text = "".join(ch for ch in str(name) if ch.isprintable()).strip()
+    return text[:MAX_CURATOR_CHARS].strip()
+
+
+def undo_last(folder: str | Path, by: str) -> UndoResult:
+    """Withdraw ``by``'s latest batch of decisions not undone yet; each call steps one batch further back.
+
+    Only ``by``'s own decisions are ever withdrawn. When another curator decided on one of its samples later, that
+    later decision stands: the undo record notes it (``overtaken_by``) and the sample keeps its state, so nobody's
+    newer work is silently overridden. Reading the log and appending the undo happen under one lock, so the check
+    and the write cannot be split by another session's decision.
+    """
+    by = clean_curator(by)
+    if not by:
+        raise ValueError("undo needs a curator name: it steps back through that curator's own decisions only.")
+    folder = Path(folder)
+    if (folder / DATASET_FILE).is_file() and not (folder / CURATION_FILE).is_file():
+        return UndoResult()  # no decision yet: nothing to undo, and no empty log to leave behind
+    with _locked_log(folder) as f:
+        f.seek(0)
+        log = replay_curation(_parse_log(f.read()))
+        stack = log.undo_stack(by)
+        if not stack:
+            return UndoResult()
+        now, batch = _now(), _new_id()
+        items, records = [], []
+        for entry in stack[-1]:
+            sid = entry["id"]
+            standing = log.standing[sid]
+            latest = standing[-1]
+            record = {"rid": _new_id(), "id": sid, "decision": UNDO, "undoes": record_id(entry),
+                      "undid": entry["decision"], "reason": f"undo of {entry['decision']}", "by": by, "time": now,
+                      "batch": batch}
+            if latest is entry:
+                below = standing[-2]["decision"] if len(standing) > 1 else "restore"
+                state = DISCARDED if below == "discard" else KEPT
+                items.append(UndoneDecision(sid, entry["decision"], state, changed=state != log.state(sid)))
+            else:  # someone decided on this sample after this curator: their decision stands
+                later = {"by": latest.get("by", ""), "decision": latest["decision"], "time": latest.get("time", ""),
+                         "rid": record_id(latest)}
+                record["overtaken_by"] = later
+                items.append(UndoneDecision(sid, entry["decision"], log.state(sid), changed=False, overtaken_by=later))
+            records.append(record)
+        _append(f, records)
+    return UndoResult(items=items, records=records)

@@ -7,6 +7,7 @@ signal, for the detail view). The page only reads them.
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import CURVE, LABELS
-from .dataset import discarded_ids, iter_samples, read_decisions
+from .dataset import DISCARDED, UNDO, UndoResult, clean_curator, discarded_ids, iter_samples, read_decisions
 
 SCORES_FILE = "scores.csv"
 SCORES_DIR = "scores"
@@ -153,12 +154,68 @@ def threshold_ids(table: pd.DataFrame, column: str, threshold: float, below: boo
 
 
 def history_table(folder: str | Path, limit: int = 50) -> list[dict[str, Any]]:
-    """The latest curation decisions, newest first, for people to see who did what."""
+    """The latest curation decisions and undos, newest first, for people to see who did what."""
     out = []
     for entry in reversed(read_decisions(folder)[-limit:]):
+        decision, reason = entry["decision"], entry.get("reason", "")
+        if decision == UNDO:
+            decision = f"undo {entry.get('undid', '')}".strip()
+            later = entry.get("overtaken_by")
+            if isinstance(later, dict):
+                reason = f"skipped: {later.get('by') or 'someone'}'s later {later.get('decision', '')} stands"
         out.append({"time": entry.get("time", "")[:19].replace("T", " "), "id": entry["id"],
-                    "decision": entry["decision"], "reason": entry.get("reason", ""), "by": entry.get("by", "")})
+                    "decision": decision, "reason": reason, "by": entry.get("by", "")})
     return out
+
+
+def default_curator() -> str:
+    """The name a new Curation session starts with: the user running the app (``curator`` when there is none)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        name = ""
+    return clean_curator(name) or "curator"
+
+
+def id_list(ids: list[str], limit: int = 6) -> str:
+    """Sample ids for a message: all of them when few, else the first ones and how many more."""
+    if len(ids) <= limit:
+        return ", ".join(ids)
+    return f"{', '.join(ids[:limit])} and {len(ids) - limit} more"
+
+
+def decision_message(ids: list[str], decision: str) -> str:
+    """The toast after a decision: exactly which samples it changed."""
+    return f"{'Discarded' if decision == 'discard' else 'Restored'} {id_list(ids)}."
+
+
+def undo_message(result: UndoResult) -> tuple[str, bool]:
+    """The toast after an undo, saying exactly what happened to each sample, and whether it needs a warning.
+
+    A sample whose later decision by another curator stood is named with that curator, so nobody believes their
+    undo took effect when it did not.
+    """
+    if not result.items:
+        return "Nothing of yours to undo.", False
+    restored = [i.id for i in result.items if i.changed and i.state != DISCARDED]
+    again = [i.id for i in result.items if i.changed and i.state == DISCARDED]
+    kept_as_is = [i for i in result.items if not i.changed and i.overtaken_by is None]
+    overtaken = [i for i in result.items if i.overtaken_by is not None]
+    parts = []
+    if restored:
+        parts.append(f"Restored {id_list(restored)}.")
+    if again:
+        parts.append(f"Discarded {id_list(again)} again.")
+    for item in kept_as_is:  # nothing changed: an earlier discard still stands, or it was kept anyway
+        earlier = " (an earlier discard stands)" if item.state == DISCARDED else ""
+        parts.append(f"Undid your {item.undid} of {item.id}; it stays {item.state}{earlier}.")
+    for item in overtaken:
+        later = item.overtaken_by or {}
+        who = later.get("by") or "another curator"
+        done = "discarded" if later.get("decision") == "discard" else "restored"
+        parts.append(f"{item.id} stays {item.state}: {who} {done} it after your {item.undid}, so your undo leaves "
+                     f"{who}'s decision in place.")
+    return " ".join(parts), bool(overtaken)
 
 
 def load_digitized(folder: str | Path, sid: str) -> dict[str, Any] | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import cv2
@@ -15,7 +14,15 @@ import streamlit as st
 st.set_page_config(page_title="Curation - ECG Lab", page_icon="🧹", layout="wide")
 
 from ecgcore import ui_curation as cur  # noqa: E402
-from ecgcore.dataset import DatasetError, Sample, discarded_ids, record_decisions, undo_last  # noqa: E402
+from ecgcore.dataset import (  # noqa: E402
+    MAX_CURATOR_CHARS,
+    DatasetError,
+    Sample,
+    clean_curator,
+    read_curation,
+    record_decisions,
+    undo_last,
+)
 from ecgcore.jobs import JobError, JobRunner  # noqa: E402
 from ecgcore.photo import overlay  # noqa: E402
 from ecgcore.ui_plots import class_counts_figure, class_map_colors, ecg_paper_figure  # noqa: E402
@@ -27,7 +34,12 @@ SCORE_LABELS = {"seg_iou": "segmentation IoU (curve)", "snr_db": "digitisation S
 state = st.session_state
 root = workspace_root()
 runner = JobRunner(root)
-state.setdefault("curator", f"session-{uuid.uuid4().hex[:6]}")
+# The curator's name: from this session, else the page address (?curator=NAME, so a reload or a bookmark keeps it),
+# else the user running the app. "cur_curator_name" holds it while another page runs (Streamlit drops a widget's
+# state when a run does not draw it).
+if not state.get("curator"):
+    state["curator"] = (state.get("cur_curator_name") or clean_curator(st.query_params.get("curator", ""))
+                        or cur.default_curator())
 
 st.title("Curation")
 datasets = list_datasets(root)
@@ -38,8 +50,23 @@ if not datasets:
 
 c_ds, c_me = st.columns([3, 1])
 folder: Path = c_ds.selectbox("Dataset", datasets, format_func=lambda p: p.name, key="cur_dataset")
-curator = c_me.text_input("Your name (for the decision log)", key="curator",
-                          help="Undo reverts your own latest batch only, so two curators never undo each other.")
+
+
+def _clean_name() -> None:
+    """A blank or odd name falls back to a usable one before the page runs (decisions need a name)."""
+    state["curator"] = clean_curator(state.get("curator", "")) or cur.default_curator()
+
+
+curator = c_me.text_input(
+    "Curator name", key="curator", on_change=_clean_name, max_chars=MAX_CURATOR_CHARS,
+    help="Decisions are logged under this name, and Undo steps back through this name's own decisions only, newest "
+         "first: one press per decision or batch. The name lives in the page address (?curator=NAME), so a reload "
+         "or a bookmark keeps it; a new visit starts with the name of the user running the app. When several people "
+         "curate, each should use their own name. If someone else decided on a sample after you, undo leaves their "
+         "decision in place and says so.")
+state["cur_curator_name"] = curator
+if st.query_params.get("curator") != curator:
+    st.query_params["curator"] = curator
 
 
 def _mtime(path: Path) -> float:
@@ -108,7 +135,8 @@ with c_rule:
                                              key="cur_t_ink"),
         )
 
-table = cur.apply_curation(rows, discarded_ids(folder), rule)
+log = read_curation(folder)  # one read per run: the state of every sample
+table = cur.apply_curation(rows, log.discarded, rule)
 before, after = cur.class_counts(table)
 
 # --- filters and order -------------------------------------------------------------------------------------
@@ -145,9 +173,23 @@ m4.metric("Shown", len(ids))
 def decide(sample_ids: list[str], decision: str, reason: str) -> None:
     if not sample_ids:
         return
-    record_decisions(folder, sample_ids, decision, reason=reason, by=curator)
-    state["cur_msg"] = f"{decision.capitalize()}ed {len(sample_ids)} sample(s)." if decision == "discard" else \
-        f"Restored {len(sample_ids)} sample(s)."
+    try:
+        record_decisions(folder, sample_ids, decision, reason=reason, by=curator)
+    except (DatasetError, OSError) as exc:
+        state["cur_msg"] = (f"The decision was not saved: {exc}", "⚠️")
+        return
+    state["cur_msg"] = (cur.decision_message(sample_ids, decision), "✅")
+
+
+def undo() -> None:
+    """Step back through this curator's own decisions; say exactly what changed and what another curator kept."""
+    try:
+        message, warn = cur.undo_message(undo_last(folder, by=curator))
+    except (DatasetError, OSError, ValueError) as exc:
+        message, warn = f"Nothing was undone: {exc}", True
+    state["cur_msg"] = (message, "⚠️" if warn else "↩️")
+    if warn:  # a toast fades; a skipped undo must stay visible until the next action
+        state["cur_warn"] = message
 
 
 # --- table or gallery ----------------------------------------------------------------------------------------
@@ -240,15 +282,20 @@ def detail_view(ids: list[str], table: pd.DataFrame) -> None:
                  help="Shortcut A"):
         decide([cursor], "restore", "detail view")
         st.rerun()
-    if n5.button("Undo", icon="↩️", shortcut="U", key="cur_undo", help="Undo your latest decision or batch (shortcut U)"):
-        undone = undo_last(folder, by=curator)
-        state["cur_msg"] = f"Undid {len(undone)} decision(s)." if undone else "Nothing of yours to undo."
+    # A fixed help text: a widget whose parameters change between runs can lose the click that was sent for it.
+    if n5.button("Undo", icon="↩️", shortcut="U", key="cur_undo",
+                 help="Undo your latest decision or batch; each press steps one further back through your own "
+                      "decisions (shortcut U)"):
+        undo()
         st.rerun()
     n6.markdown(f"**{cursor}** ({index + 1} of {len(ids)}) - {row['label']}, {row['layout']}"
                 + (" - :red[DISCARDED]" if row["discarded"] else "") + (f" - :orange[suspect: {row['why']}]"
                                                                        if row["suspect"] else ""))
     if "cur_msg" in state:
-        st.toast(state.pop("cur_msg"))
+        message, icon = state.pop("cur_msg")
+        st.toast(message, icon=icon)
+    if "cur_warn" in state:
+        st.warning(state.pop("cur_warn"), icon="⚠️")
 
     sample = Sample(folder, json.loads((folder / f"{cursor}.json").read_text()))
     photo, truth = sample.image(), sample.mask()

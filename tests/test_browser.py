@@ -1,7 +1,8 @@
 """The real app in a real browser: `streamlit run app.py` driven by Playwright with Debian's Chromium (headless).
 
-Opens every page, moves a Studio slider, launches a job, curates with the keyboard, uploads a photo to Classify,
-and saves a screenshot of each step to workspace/screenshots/ (git-ignored) for people to look at.
+Opens every page, moves a Studio slider, launches a job, curates with the keyboard, undoes across two browser
+sessions (two curators), uploads a photo to Classify, and saves a screenshot of each step to workspace/screenshots/
+(git-ignored) for people to look at.
 Needs /usr/bin/chromium (`apt-get install -y chromium`; never `playwright install`); skipped without it.
 """
 
@@ -190,6 +191,81 @@ def test_curation_keyboard_discard(page, server):
     discarded = page.locator('[data-testid="stMetric"]').filter(has_text="Discarded").first.inner_text()
     assert discarded.split()[-1] == "1"
     _shot(page, "4_curation")
+
+
+def _choose_dataset(page, name: str) -> None:
+    page.locator(".st-key-cur_dataset").click()
+    page.get_by_role("option", name=name).click()
+    _idle(page)
+
+
+def _metric(page, label: str) -> str:
+    return page.locator('[data-testid="stMetric"]').filter(has_text=label).first.inner_text().split()[-1]
+
+
+def _click(page, key: str) -> None:
+    page.locator(f".st-key-{key} button").first.click()  # .first: a button with a shortcut renders twice
+    _idle(page)
+
+
+def test_curation_undo_across_two_browser_sessions(browser, server, tiny_dataset):
+    """Two curators in two browsers on one dataset: alice discards 000000; bob, whose page still shows it kept,
+    discards it from the table; alice's undo leaves bob's discard in place and says so by name; a reload keeps
+    each name (page address), and bob's own undo then restores it."""
+    from ecgcore.dataset import read_decisions
+
+    url, ws = server
+    folder = ws / "datasets" / "undo-two"
+    shutil.copytree(tiny_dataset, folder)  # a dataset of its own: no other test's decisions, no scores
+    contexts = [browser.new_context(viewport={"width": 1500, "height": 2000}) for _ in range(2)]
+    alice, bob = (c.new_page() for c in contexts)
+    try:
+        for page in (alice, bob):
+            page.set_default_timeout(90_000)
+        _open(alice, f"{url}/curation?curator=alice")  # a name in the address
+        _open(bob, f"{url}/curation")  # a name typed in
+        bob.locator(".st-key-curator input").fill("bob")
+        bob.locator(".st-key-curator input").press("Enter")
+        _idle(bob)
+        assert "curator=bob" in bob.url
+        for page in (alice, bob):
+            _choose_dataset(page, "undo-two")
+            page.get_by_text(re.compile(r"\*?000000\*? \(1 of 8\)")).first.wait_for()
+
+        _click(alice, "cur_discard")  # 000000, from the detail view
+        assert _metric(alice, "Discarded") == "1"
+        assert _metric(bob, "Discarded") == "0"  # bob's page is stale
+        table = bob.locator(".st-key-cur_table_undo-two").bounding_box()  # tick row 000000 (the first) in the grid
+        row = table["height"] / 9  # a header and eight rows of one height
+        bob.mouse.click(table["x"] + row / 2, table["y"] + row * 1.5)
+        _idle(bob)
+        _click(bob, "cur_discard_sel")
+        assert [(e["by"], e["decision"], e["id"]) for e in read_decisions(folder)] == [
+            ("alice", "discard", "000000"), ("bob", "discard", "000000")]
+
+        _click(alice, "cur_undo")
+        alice.get_by_text("000000 stays discarded: bob discarded it after your discard").first.wait_for()
+        assert _metric(alice, "Discarded") == "1"
+        _shot(alice, "4b_curation_undo_overtaken")
+
+        alice.reload()  # a reload starts a new session: the name comes back from the address
+        _open(alice, alice.url)
+        assert alice.locator(".st-key-curator input").input_value() == "alice"
+        _choose_dataset(alice, "undo-two")
+        assert _metric(alice, "Discarded") == "1"
+        _click(alice, "cur_undo")
+        alice.get_by_text("Nothing of yours to undo.").first.wait_for()
+
+        _open(bob, bob.url)  # bob reloads too
+        assert bob.locator(".st-key-curator input").input_value() == "bob"
+        _choose_dataset(bob, "undo-two")
+        _click(bob, "cur_undo")
+        bob.get_by_text("Restored 000000.").first.wait_for()
+        assert _metric(bob, "Discarded") == "0"
+        assert [e["decision"] for e in read_decisions(folder)] == ["discard", "discard", "undo", "undo"]
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_classify_upload(page, server, tmp_path):

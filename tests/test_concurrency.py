@@ -40,19 +40,20 @@ def curation_plan(session: str, seed: int, n_steps: int = N_STEPS) -> list[tuple
 
 
 def expected_discarded(plan: list[tuple[str, list[str]]]) -> set[str]:
-    """What a session's plan leaves discarded, worked out on its own: each decision sets its ids' state; an undo
-    applies the inverse of the session's latest batch (itself a batch, so a second undo re-applies it)."""
-    state: dict[str, str] = {}
+    """What a session's plan leaves discarded, worked out on its own: each decision batch goes on a stack; an undo
+    takes the session's latest batch off it (a second undo steps one further back, never toggles); a sample's state
+    is its latest decision still on the stack."""
     batches: list[tuple[str, list[str]]] = []
     for action, ids in plan:
         if action == "undo":
-            if not batches:
-                continue
-            decision, ids = batches[-1]
-            action = "restore" if decision == "discard" else "discard"
+            if batches:
+                batches.pop()
+            continue
+        batches.append((action, ids))
+    state: dict[str, str] = {}
+    for action, ids in batches:
         for i in ids:
             state[i] = action
-        batches.append((action, ids))
     return {i for i, d in state.items() if d == "discard"}
 
 
@@ -63,7 +64,7 @@ def _curate(folder: str, session: str, seed: int, barrier) -> list[dict]:
     written: list[dict] = []
     for action, ids in plan:
         if action == "undo":
-            written += undo_last(folder, by=session)
+            written += undo_last(folder, by=session).records
         else:
             written += record_decisions(folder, ids, action, reason="concurrency test", by=session)
     return written
@@ -103,11 +104,11 @@ def test_two_processes_curating_one_dataset_lose_no_decision(dataset_folder):
 
 def test_the_expected_state_model_matches_undo_semantics(dataset_folder):
     """The oracle of the test above, checked against the library on one session alone (no concurrency)."""
-    plan = [("discard", ["a", "b"]), ("discard", ["c"]), ("undo", []), ("restore", ["a"]), ("undo", []),
-            ("undo", []), ("discard", ["d"])]
+    plan = [("discard", ["a", "b"]), ("discard", ["c"]), ("undo", []), ("restore", ["a"]), ("discard", ["e"]),
+            ("undo", []), ("undo", []), ("discard", ["d"])]
     for action, ids in plan:
         undo_last(dataset_folder, by="x") if action == "undo" else record_decisions(dataset_folder, ids, action, by="x")
-    assert discarded_ids(dataset_folder) == expected_discarded(plan) == {"b", "d"}
+    assert discarded_ids(dataset_folder) == expected_discarded(plan) == {"a", "b", "d"}
 
 
 # --- jobs -------------------------------------------------------------------------------------------------
