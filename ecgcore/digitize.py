@@ -16,6 +16,11 @@ The steps, each in paper millimetres once the grid is known:
    going to the offset that leaves no row of cells empty and puts the paper where the grid is. A given layout only
    searches the offset. Without pulses, the number of ink rows decides (and the result is flagged); three rows
    are seed-3x4 or a plain 3x4, whichever row length matches the ink's.
+   A reading that then breaks the limb-lead physics (:mod:`ecgcore.physics`; without matched pulses, any reading) is
+   read again placed from the page (:mod:`ecgcore.placement`): the layout's rows on the page's rows of trace, its
+   columns and time origin where Einthoven and Goldberger hold along those rows; the placement that keeps the
+   physics better is kept. Straight vertical lines longer than LONG_VERTICAL_MM (grid lines and lead-change bars
+   that a segmenter took for trace) are removed from the ink before any of this.
 5. Per lead cell: the curve pixels are grouped into columns about one image pixel wide and, within a column, into
    vertical runs; a Viterbi path through the runs (free to continue a run that touches the previous one, costly
    to jump, pulled towards the cell's baseline beyond half a row, allowed to skip columns) follows the lead through

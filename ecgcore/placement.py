@@ -30,7 +30,8 @@ SEARCH_AROUND_MM = 10.0  # and this far either side of where the layout table pu
 MIN_WINDOW_COVERAGE = 0.8  # a law's window counts when all its rows are read along this share of it
 UNMEASURED_DB = -10.0  # a law that cannot be measured at a candidate origin scores this
 CAP_DB = 25.0
-PLATEAU_DB = 1.0  # origins whose weakest law is this close to the best one keep the physics as well
+PLATEAU_DB = 0.5  # origins whose score is this close to the best one keep the physics as well
+UNREAD_COST_DB_PER_MM = 2.0  # a candidate origin's score pays this per mm of its law windows left unread
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
@@ -115,10 +116,12 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     after the first trace ink.
 
     The laws hold over a stretch of origins (the cells' ends next to a lead change are not read, and a window may
-    start before the ink): of the origins within PLATEAU_DB of the best and contiguous with it, the one whose
-    windows are read furthest, and of those the earliest, is the leads' first sample (any earlier and a window
-    would start before the trace, or take in the pulse, which breaks the laws; any later and a row's last
-    window runs past its trace)."""
+    start before the ink), so each candidate's weakest law pays UNREAD_COST_DB_PER_MM for every mm of its windows
+    left unread, and of the candidates within PLATEAU_DB of the best, contiguous with it, the earliest is taken:
+    any earlier and a window would start before the trace, or take in the pulse, which breaks the laws; any later
+    and a row's last window runs past its trace. A flat foot after a calibration pulse keeps the laws like a flat
+    stretch of trace, so the origin may come out up to the foot's width early.
+    """
     if not windows:
         return None
     read = np.isfinite(strips[sorted({r for w in windows for r in w.rows})]).all(axis=0)
@@ -134,18 +137,15 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     if not len(candidates):
         return None
     per_law, unread = window_scores(strips, candidates, windows, paper_speed / SEARCH_STEP_MM)
-    scores, unread = per_law.min(axis=1), unread.max(axis=1)
-    best = int(np.argmax(scores))
-    if scores[best] <= UNMEASURED_DB:
+    scores = per_law.min(axis=1)
+    if scores.max() <= UNMEASURED_DB:
         return None
-    near = scores >= scores[best] - PLATEAU_DB
-    lo = hi = best
-    while lo > 0 and near[lo - 1] and candidates[lo - 1] == candidates[lo] - 1:
-        lo -= 1
-    while hi < len(scores) - 1 and near[hi + 1] and candidates[hi + 1] == candidates[hi] + 1:
-        hi += 1
-    # the least unread, then the earliest
-    pick = lo + int(np.argmin(np.round(unread[lo:hi + 1] / SEARCH_STEP_MM)))
+    objective = scores - UNREAD_COST_DB_PER_MM * np.minimum(unread.max(axis=1), 1e6)
+    best = int(np.argmax(objective))
+    near = objective >= objective[best] - PLATEAU_DB
+    pick = best
+    while pick > 0 and near[pick - 1] and candidates[pick - 1] == candidates[pick] - 1:
+        pick -= 1
     return u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick])
 
 

@@ -119,7 +119,7 @@ def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, l
 @pytest.mark.parametrize("layout,shift_mm", [("3x4+II", 3.0), ("3x4", -2.0), ("6x2", 4.0), ("12x1", 3.0)])
 def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synthetic, layout, shift_mm):
     """A printer without pulses whose leads start shift_mm away from the layout table: the reading is placed from
-    the page (rows of ink, time origin where Einthoven and Goldberger hold), each lead's window within 0.5 mm."""
+    the page (rows of ink, time origin where Einthoven and Goldberger hold), each lead's window within 0.75 mm."""
     from dataclasses import replace
 
     lay = make_layout(layout)
@@ -136,7 +136,7 @@ def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synth
         truth = min((b for b in paper.leads if b.name == found.name and b.t0 <= found.t0 < b.t1),
                     key=lambda b: abs(b.quad[0, 1] - found.quad[0, 1]))
         expected_x = truth.quad[0, 0] + (found.t0 - truth.t0) * speed_px
-        assert abs(found.quad[0, 0] - expected_x) <= 0.5 * px_per_mm, (found.name, found.quad[0, 0], expected_x)
+        assert abs(found.quad[0, 0] - expected_x) <= 0.75 * px_per_mm, (found.name, found.quad[0, 0], expected_x)
     assert np.nanmedian(_snr(synthetic, dig)) > 15
 
 

@@ -1,0 +1,87 @@
+"""Placing a layout's columns from the page (ecgcore.placement): the time origin is where the limb-lead laws hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecgcore.constants import LEAD_INDEX
+from ecgcore.layouts import make_layout
+from ecgcore.placement import (
+    LEAD_CHANGE_TRIM_S,
+    SEARCH_STEP_MM,
+    best_origin,
+    law_windows,
+    match_rows,
+    place_cells,
+)
+
+
+def test_law_windows_of_each_layout():
+    three = {w.law: w for w in law_windows(make_layout("3x4+II"))}
+    assert three["einthoven"].rows == (0, 2, 1) and three["einthoven"].t0 == 0.0
+    assert three["einthoven"].t1 == pytest.approx(2.5 - LEAD_CHANGE_TRIM_S)
+    assert three["goldberger"].rows == (0, 1, 2)
+    assert (three["goldberger"].t0, three["goldberger"].t1) == pytest.approx((2.5 + LEAD_CHANGE_TRIM_S,
+                                                                              5.0 - LEAD_CHANGE_TRIM_S))
+    six = {w.law: w for w in law_windows(make_layout("6x2"))}
+    assert six["einthoven"].rows == (0, 2, 1) and six["goldberger"].rows == (3, 4, 5)
+    twelve = {w.law: w for w in law_windows(make_layout("12x1"))}
+    assert (twelve["goldberger"].t0, twelve["goldberger"].t1) == (0.0, 10.0)  # no lead change in a 12x1 row
+
+
+def test_rows_match_in_order_or_by_nearness():
+    assert match_rows([10.0, 50.0, 90.0], [14.0, 52.0, 95.0], 20.0) == [14.0, 52.0, 95.0]
+    assert match_rows([10.0, 50.0, 90.0], [52.0, 130.0], 20.0) == [None, 52.0, None]
+
+
+def _strips_3x4(synthetic, x0_mm: float, u_start: float, pulse: bool) -> np.ndarray:
+    """The three rows of a 3x4 printout read across the page, sampled every SEARCH_STEP_MM, first lead at x0_mm."""
+    speed = 25.0
+    signal = np.asarray(synthetic.signal, np.float64)
+    fs = synthetic.fs
+    n = int(round((x0_mm + 10.0 * speed - u_start) / SEARCH_STEP_MM)) + 40
+    u = u_start + np.arange(n) * SEARCH_STEP_MM
+    t = (u - x0_mm) / speed
+    strips = np.full((3, n), np.nan)
+    grid = ((("I", "aVR", "V1", "V4")), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+    for r, leads in enumerate(grid):
+        for c, lead in enumerate(leads):
+            sel = (t >= 2.5 * c) & (t < 2.5 * (c + 1))
+            strips[r, sel] = np.interp(t[sel], np.arange(len(signal)) / fs, signal[:, LEAD_INDEX[lead]])
+        if pulse:  # a 1 mV calibration pulse in the 6 mm before the first lead
+            strips[r, (u >= x0_mm - 6.0) & (u < x0_mm)] = np.where(
+                (u[(u >= x0_mm - 6.0) & (u < x0_mm)] > x0_mm - 4.5) & (u[(u >= x0_mm - 6.0) & (u < x0_mm)] < x0_mm - 1.5),
+                1.0, 0.0)
+    return strips
+
+
+@pytest.mark.parametrize("x0_mm,pulse", [(17.0, True), (12.25, False), (23.5, True)])
+def test_best_origin_finds_the_first_lead_wherever_the_printer_put_it(synthetic, x0_mm, pulse):
+    lay = make_layout("3x4")
+    strips = _strips_3x4(synthetic, x0_mm, u_start=2.0, pulse=pulse)
+    found = best_origin(strips, 2.0, law_windows(lay), 25.0, around_mm=[14.0])
+    assert found is not None
+    origin, score = found
+    # The pulse's flat foot (1.5 mm at 0 mV) keeps the laws like a lead's flat stretch: it may be taken as part of
+    # the first lead; without a pulse the first sample is found to within a step.
+    assert x0_mm - (1.5 if pulse else 0.0) - SEARCH_STEP_MM <= origin <= x0_mm + SEARCH_STEP_MM
+    assert score >= 20
+
+
+def test_best_origin_without_limb_leads_read_is_none(synthetic):
+    strips = _strips_3x4(synthetic, 15.0, 2.0, pulse=False)
+    strips[1] = np.nan  # lead II's row not read
+    assert best_origin(strips, 2.0, law_windows(make_layout("3x4")), 25.0, around_mm=[14.0]) is None
+
+
+def test_placed_cells_follow_the_page():
+    lay = make_layout("3x4+II")
+    cells = place_cells(lay, 20.0, [30.0, 70.0, 110.0, 150.0], 25.0)
+    first = {(c.lead, c.row): c for c in cells}
+    assert first[("I", 0)].x_mm == 20.0 and first[("I", 0)].baseline_mm == pytest.approx(30.0)
+    aVR = first[("aVR", 0)]
+    assert aVR.x_mm == pytest.approx(20.0 + (2.5 + LEAD_CHANGE_TRIM_S) * 25.0) and aVR.t0 == pytest.approx(2.58)
+    assert not any(c.pulse for c in cells)
+    rhythm = first[("II", 3)]
+    assert (rhythm.t0, rhythm.t1) == (0.0, 10.0) and rhythm.baseline_mm == pytest.approx(150.0)
