@@ -63,7 +63,7 @@ from .constants import (
 from .errors import DigitizationError
 from .gridfind import MAJOR_MM, GridFit, find_grid
 from .layouts import LAYOUT_NAMES, SAME_PULSES, Layout, LeadCell, make_layout
-from .physics import consistency_score, limb_consistency
+from .physics import Reading, assess_reading, consistency_score, limb_consistency
 from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
 from .render import LeadBox
 
@@ -135,6 +135,10 @@ class DigitizedEcg:
     def lead(self, name: str) -> np.ndarray:
         return self.signal[:, LEAD_INDEX[name]]
 
+    def reading(self) -> Reading:
+        """Whether this reading can be trusted (limb-lead physics, repeated leads, leads read; ecgcore.physics)."""
+        return assess_reading(self.signal, self.fs, self.quality, self.layout_source)
+
     def to_json(self) -> dict[str, Any]:
         """What OUT/STEM.json holds: layout, rotation, px per mm, each lead's box and t0/t1, quality flags."""
         return {
@@ -151,6 +155,7 @@ class DigitizedEcg:
             "grid": self.grid,
             "leads": [box.to_json() for box in self.leads],
             "quality": self.quality,
+            "reading": self.reading().to_json(),
         }
 
 

@@ -5,7 +5,8 @@
 
 Per image writes DIR/STEM.hea + DIR/STEM.dat (wfdb: 12 signals I II III aVR aVL aVF V1..V6 in mV over the layout's
 whole duration, NaN where a lead is not on the image) and DIR/STEM.json (detected layout, rotation, px per mm, each
-lead's box in image pixels with t0/t1, quality flags); --overlay adds DIR/STEM_digitized.png (the extracted traces
+lead's box in image pixels with t0/t1, quality flags, and the ``reading``: reliable or not by the limb-lead physics,
+with the reasons); --overlay adds DIR/STEM_digitized.png (the extracted traces
 drawn on the photo). The photo is segmented with the shipped U-Net unless --mask gives its class map (uint8 PNG,
 0 background, 1/2 major grid lines, 3 curve; e.g. a PTB-V ID_mask.png or a pipelines.segment STEM_seg.png), one
 --mask per IMAGE in the same order (it may follow its image). An image that cannot be read gets one line on stderr saying why, the others are
@@ -70,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         mask_path = args.mask[k] if args.mask else None
         try:
             info = digitize_one(path, mask_path, segmenter, args)
-            reporter.advance(1, message=f"{path.name}: {info['layout']}, {info['quality']['leads_ok']}/12 leads ok")
+            reading = info["reading"]
+            verdict = "reliable" if reading["reliable"] else "NOT reliable"
+            reporter.advance(1, message=f"{path.name}: {info['layout']}, {info['quality']['leads_ok']}/12 leads ok, "
+                                        f"{verdict} (Einthoven {reading['einthoven_db']} dB, "
+                                        f"Goldberger {reading['goldberger_db']} dB)")
         except USER_ERRORS as exc:
             failed += 1
             reporter.log(f"error: {path}: {str(exc).rstrip('.')}.")

@@ -260,6 +260,10 @@ def test_cli_writes_record_json_and_overlay(tmp_path, synthetic):
     assert result.returncode == 0, result.stderr
     info = json.loads((out / "photo.json").read_text())
     assert info["layout"] == "6x2" and abs(info["rotation_deg"] - photo.angle_deg) < 0.3
+    # a right reading of a photo keeps the limb-lead physics, and the record says so
+    reading = info["reading"]
+    assert reading["reliable"] and reading["einthoven_db"] >= 5 and reading["goldberger_db"] >= 5, reading
+    assert info["quality"]["einthoven_db"] == reading["einthoven_db"]
     assert {p.name for p in out.iterdir()} == {"photo.hea", "photo.dat", "photo.json", "photo_digitized.png"}
 
 
