@@ -107,6 +107,9 @@ LONG_VERTICAL_MM = 50.0  # a straight vertical line of ink this long is a grid l
 # (ecgcore.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 PLACEMENT_MARGIN_DB = 1.0
+# A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
+# columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
+GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
 MIN_PTP_MV, MAX_PTP_MV = 0.05, 8.0
 
 
@@ -220,21 +223,44 @@ def _checked(dig: DigitizedEcg) -> DigitizedEcg:
 
 def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
                       pulses: list[Pulse], paper_speed: float, layout_flags: list[str]) -> DigitizedEcg:
-    """A second hypothesis for a reading that breaks the limb-lead physics: the layout's rows placed on the page's
-    rows of trace and its columns and time origin where the limb-lead laws hold (ecgcore.placement). The reading
-    that keeps the physics better wins, by at least PLACEMENT_MARGIN_DB; both are named in the quality report.
+    """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
+    of trace and its columns and time origin where the limb-lead laws hold (ecgcore.placement), and, for a layout
+    guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
+    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB; every
+    hypothesis tried is named in the quality report.
 
     A reading that already keeps the physics (PTB-V with its pulses found, most of the time) is not searched."""
     before = consistency_score(dig.signal, dig.fs)
-    tried = [{"placement": "layout table", "score_db": round(before, 2)}]
+    tried = [{"layout": dig.layout, "placement": "layout table", "score_db": round(before, 2)}]
     dig.quality["placement"] = "layout table"
     dig.quality["hypotheses"] = tried
     # Without matched pulses the table's placement is a guess on the 5 mm lattice, and the physics cannot see a
     # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
     guessed = "layout_guessed" in layout_flags
-    if (before >= PLACEMENT_SEARCH_BELOW_DB and not guessed) or dig.layout == "seed-3x4":
+    if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed:
         return dig
-    lay = make_layout(dig.layout, paper_speed)
+    names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
+                            else [])
+    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
+    for name in names:
+        again = _page_reading(name, dig, paper, fit, offset, pulses, paper_speed, layout_flags)
+        if again is None:
+            continue
+        score = consistency_score(again.signal, again.fs)
+        tried.append({"layout": name, "placement": "from the page", "score_db": round(score, 2)})
+        if score >= best_score:
+            best, best_score = again, score
+    best.quality["hypotheses"] = tried
+    return best
+
+
+def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
+                  pulses: list[Pulse], paper_speed: float, layout_flags: list[str]) -> DigitizedEcg | None:
+    """The page read in layout ``name`` placed from the page (None when the page does not show the rows its limb
+    leads need). The prototype's seed-3x4 restarts every column at 0 s, which no printer does: not placed."""
+    if name == "seed-3x4":
+        return None
+    lay = make_layout(name, paper_speed)
     windows = law_windows(lay)
     ink_rows, row_cols = _ink_rows(paper, fit)
     n_rows = 1 + max(c.row for c in lay.cells)
@@ -242,14 +268,14 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     row_pitch = float(np.median(np.diff(table_rows))) if n_rows > 1 else 20.0
     rows = match_rows(table_rows, ink_rows, 0.5 * row_pitch)
     if not windows or any(rows[r] is None for w in windows for r in w.rows) or not row_cols:
-        return dig
+        return None
     u_start = min(float(paper.u_of(cols[0])) for cols in row_cols) - 2.0
     u_end = max(float(paper.u_of(cols[-1])) for cols in row_cols) + 2.0
     strips = _read_strips(paper, rows, min(row_pitch, 20.0), u_start, u_end)
     x0_table = offset[0] + lay.cells[0].x_mm + (lay.pulse_mm if lay.cells[0].pulse else 0.0)
     found = best_origin(strips, u_start, windows, paper_speed, [x0_table])
     if found is None:
-        return dig
+        return None
     x0, _ = found
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
@@ -260,15 +286,10 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
     cells = place_cells(lay, x0, baselines, paper_speed)
     flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
-    again = _read_cells(paper, fit, cells, (0.0, 0.0), dig.layout, dig.layout_source, lay.duration_s, dig.fs,
+    again = _read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
                         paper_speed, dig.gain, pulses, flags)
-    after = consistency_score(again.signal, again.fs)
-    tried.append({"placement": "from the page", "score_db": round(after, 2)})
-    if after < before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB):
-        return dig
     again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
     again.quality["placement"] = "from the page"
-    again.quality["hypotheses"] = tried
     return again
 
 
