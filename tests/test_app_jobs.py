@@ -182,3 +182,34 @@ def _widget(at, key):
         except KeyError:
             continue
     raise KeyError(key)
+
+
+def test_rerun_and_resume_of_a_cancelled_job_select_the_new_job(jobs_page, tmp_path):
+    """Re-run (and then Resume) on a cancelled job start a new job and show it, with no widget-state error; each
+    further click on the shown job works too."""
+    runner = JobRunner(tmp_path / "ws")
+    out = tmp_path / "ws" / "datasets" / "long"
+    job = runner.launch("generate_ptb_v", ["--synthetic", "--out", str(out), "-n", "500", "--size", "400x300"])
+    runner.cancel(job.id)
+    assert runner.wait(job.id, timeout=30).status == "cancelled"
+
+    at = jobs_page
+    at.run()
+    assert at.selectbox(key="jobs_selected").value == job.id
+    at.button(key=f"rerun_{job.id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rerun = runner.list()[0]
+    assert rerun.parent_id == job.id
+    assert at.selectbox(key="jobs_selected").value == rerun.id
+    assert any(f"Started job #{rerun.id}" in s.value for s in at.success)
+    assert not at.button(key=f"cancel_{rerun.id}").disabled  # the view shows the new, running job
+
+    at.button(key=f"cancel_{rerun.id}").click().run()
+    assert runner.wait(rerun.id, timeout=30).status == "cancelled"
+    at.run()
+    at.button(key=f"resume_{rerun.id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    resumed = runner.list()[0]
+    assert resumed.parent_id == rerun.id and at.selectbox(key="jobs_selected").value == resumed.id
+    runner.cancel(resumed.id)
+    assert runner.wait(resumed.id, timeout=30).status == "cancelled"
