@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import CURVE, GRID_X, GRID_Y, LEAD_INDEX, LEAD_NAMES
-from ecgcore.digitize import DigitizedEcg, digitize, overlay_traces, write_wfdb
+from ecgcore.digitize import WFDB_RECORD_NAME_RE, DigitizedEcg, digitize, overlay_traces, wfdb_record_name, write_wfdb
 from ecgcore.errors import DigitizationError
 from ecgcore.evaluate import compare_signals
 from ecgcore.imageio import encode_png
@@ -127,6 +127,34 @@ def test_wfdb_record_and_json(tmp_path, synthetic):
     assert not list(tmp_path.glob(".rec-*"))  # no temporary folder left behind
 
 
+NASTY_STEMS = ["real photo: ecg00005", "real_photo:_ecg00005", "patient_ecg_(1)", "ÉCG müller", "心电图", "",
+               "ecg.v2.final", "..", " -lead- ", "a" * 80, "100", "ecg\\back/slash", "tab\there"]
+
+
+@pytest.mark.parametrize("stem", NASTY_STEMS)
+def test_any_file_name_becomes_a_record_that_wfdb_reads_back(tmp_path, stem):
+    import wfdb
+
+    signal = np.full((200, 12), np.nan)
+    signal[:, 1] = np.sin(np.arange(200) / 10.0)
+    dig = DigitizedEcg(signal=signal, fs=100, layout="12x1", rotation_deg=0.0, px_per_mm=6.0, leads=[], quality={})
+    record_path = write_wfdb(dig, tmp_path, stem)
+    assert record_path.name == wfdb_record_name(stem) and WFDB_RECORD_NAME_RE.fullmatch(record_path.name)
+    record = wfdb.rdrecord(str(record_path))
+    assert record.record_name == record_path.name and record.sig_name == list(LEAD_NAMES)
+    assert np.nanmax(np.abs(record.p_signal[:, 1] - signal[:, 1])) < 1e-3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{record_path.name}.dat", f"{record_path.name}.hea"]
+
+
+def test_record_names_keep_what_they_can():
+    assert wfdb_record_name("real_photo:_ecg00005") == "real_photo_ecg00005"
+    assert wfdb_record_name("patient_ecg_(1)") == "patient_ecg_1"
+    assert wfdb_record_name("ÉCG müller") == "ECG_muller"
+    assert wfdb_record_name("") == wfdb_record_name("心电图") == "ecg"
+    assert wfdb_record_name("ecg_00012") == "ecg_00012"  # a valid name is kept as it is
+    assert len(wfdb_record_name("a" * 80)) == 50
+
+
 def test_overlay_draws_the_traces(synthetic):
     paper = render(synthetic, "seed-3x4", PaperOptions(px_per_mm=6.0))
     dig = digitize(paper.mask)
@@ -232,6 +260,25 @@ def test_cli_writes_record_json_and_overlay(tmp_path, synthetic):
     info = json.loads((out / "photo.json").read_text())
     assert info["layout"] == "6x2" and abs(info["rotation_deg"] - photo.angle_deg) < 0.3
     assert {p.name for p in out.iterdir()} == {"photo.hea", "photo.dat", "photo.json", "photo_digitized.png"}
+
+
+def test_cli_names_every_output_as_a_valid_wfdb_record(tmp_path, synthetic):
+    import wfdb
+
+    photo = synthesize_photo(synthetic, seed=1, layout="6x2", size=(1000, 750))
+    (tmp_path / "patient ecg (1).jpg").write_bytes(photo.jpeg)
+    (tmp_path / "mask.png").write_bytes(encode_png(photo.mask))
+    out = tmp_path / "out"
+    result = _cli(str(tmp_path / "patient ecg (1).jpg"), "--mask", str(tmp_path / "mask.png"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"patient_ecg_1.hea", "patient_ecg_1.dat", "patient_ecg_1.json"}
+    assert wfdb.rdrecord(str(out / "patient_ecg_1")).sig_name == list(LEAD_NAMES)
+
+    (tmp_path / "patient_ecg_1.jpg").write_bytes(photo.jpeg)  # the same record name: refused before anything runs
+    result = _cli(str(tmp_path / "patient ecg (1).jpg"), str(tmp_path / "patient_ecg_1.jpg"), "--out",
+                  str(tmp_path / "out2"))
+    assert result.returncode == 2 and "same record name (patient_ecg_1" in result.stderr, result.stderr
+    assert not (tmp_path / "out2").exists()
 
 
 def test_cli_bad_inputs_get_one_line_and_exit_2(tmp_path):
