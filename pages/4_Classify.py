@@ -10,6 +10,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Classify - ECG Lab", page_icon="🩺", layout="wide")
 
+from ecgcore.digitize import wfdb_record_name  # noqa: E402
 from ecgcore.errors import DigitizationError, ModelError  # noqa: E402
 from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
@@ -270,7 +271,8 @@ if analysis.classification_image is not None:
 
 # --- downloads ------------------------------------------------------------------------------------------------
 st.subheader("Downloads")
-stem = Path(name).stem.replace(" ", "_")[:40] if name else "ecg"
+# Every download is named as the WFDB record inside the zip: a valid record name is a valid file name too.
+stem = wfdb_record_name(Path(name).stem if name else "")
 d1, d2, d3, d4 = st.columns(4)
 d1.download_button("Signal (CSV)", lambda: signal_csv(dig.signal, dig.fs), file_name=f"{stem}.csv", mime="text/csv",
                    key="cls_dl_csv")
