@@ -47,6 +47,8 @@ def test_a_generation_job_launched_from_the_form_finishes(jobs_page, tmp_path):
     table = at.dataframe[0].value
     assert table.loc[0, "status"].endswith("finished") and table.loc[0, "done"] == "3/3"
     assert table.loc[0, "progress"] == 1.0
+    assert table.loc[0, "job"] == "Generate PTB-V: tiny (3 samples)"  # named by what it makes
+    assert at.selectbox(key="jobs_selected").options[0] == "#1 Generate PTB-V: tiny (3 samples)"
     assert any("--out" in c.value and "tiny" in c.value for c in at.code)  # the command, pasteable
     assert any("3 samples complete" in c.value for c in at.code)  # the log tail
     assert at.button(key="cancel_1").disabled and not at.button(key="rerun_1").disabled
