@@ -602,8 +602,8 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     else:
         raise DigitizationError(
             f"the layout could not be recognised: {len(rows)} rows of trace and no calibration pulse found "
-            f"(known layouts have 3, 4, 6 or 12 rows); give the layout (--layout {'|'.join(LAYOUT_NAMES)})."
-        )
+            f"(known layouts have 3, 4, 6 or 12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
+            f"{LAYOUT_NAMES[-1]}).", cli_hint="with --layout NAME")
     lay = make_layout(name, paper_speed)
     # Align the first row of trace with the layout's first baseline and the traces' left end with its first cell,
     # on the 5 mm lattice.

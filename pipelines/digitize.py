@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.errors import USER_ERRORS, DigitizationError
+from ecgcore.errors import USER_ERRORS, DigitizationError, cli_sentence
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             reporter.advance(1, message=f"{path.name}: {info['layout']}, {info['quality']['leads_ok']}/12 leads ok")
         except USER_ERRORS as exc:
             failed += 1
-            reporter.log(f"error: {path}: {str(exc).rstrip('.')}.")
+            reporter.log(f"error: {path}: {cli_sentence(exc).rstrip('.')}.")
             reporter.advance(1, message=f"{path.name}: failed")
         except MemoryError:
             failed += 1
