@@ -168,6 +168,13 @@ def test_jobs_launch_a_tiny_generation(page, server):
     assert len(list((ws / "datasets" / "web-made").glob("[0-9]*.json"))) == 2
     _idle(page, 2.5)
     _shot(page, "3_jobs")
+    # Re-run shows the new job (no widget-state error), and stays on it while it runs and after
+    page.get_by_role("button", name="Re-run").click()
+    page.get_by_text("the re-run of #1").wait_for()
+    _idle(page, 2.5)
+    assert not page.locator('[data-testid="stException"]').count()
+    shown = page.locator(".st-key-jobs_selected input").input_value()  # the notice is shown on the job it names
+    assert shown.startswith("#2 Generate PTB-V: web-made"), shown
 
 
 def test_curation_keyboard_discard(page, server):
