@@ -55,12 +55,15 @@ def save_asking_first(key: str, target: Path | None, write: Callable[[Path], Non
     c1, c2, c3 = st.columns(3)
     # Callbacks: they run before the page is drawn again, so the question is gone when the answer is shown.
     c1.button("Replace it", key=f"{key}_replace", on_click=_save, args=(key, path, write, where))
-    c2.button(f"Keep both: save as {other.name}", key=f"{key}_keep", on_click=_save, args=(key, other, write, where))
+    c2.button(f"Keep both: save as {other.name}", key=f"{key}_keep", on_click=_save,
+              args=(key, path, write, where, True))
     c3.button("Cancel", key=f"{key}_cancel", on_click=state.pop, args=(key, None))
 
 
-def _save(key: str, path: Path, write: Callable[[Path], None], where: str) -> None:
+def _save(key: str, path: Path, write: Callable[[Path], None], where: str, keep_both: bool = False) -> None:
     st.session_state.pop(key, None)
+    if keep_both:  # the free name now, should another session have taken the one offered
+        path = unique_path(path)
     try:
         write(path)
         st.session_state[f"{key}_done"] = ("success", f"Saved {path.name} in {where}.")
