@@ -31,8 +31,8 @@ state = st.session_state
 st.title("Classify an ECG photo")
 st.warning(DISCLAIMER, icon=":material/warning:")
 with st.sidebar:
-    st.caption(":material/warning: Not medical advice. In an emergency, call your local emergency number. The model always gives "
-               "every class some probability.")
+    st.caption(":material/warning: Not medical advice. In an emergency, call your local emergency number. The model "
+               "always gives every class some probability.")
 
 
 # --- input ---------------------------------------------------------------------------------------------------
