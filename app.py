@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="ECG Lab", page_icon="🫀", layout="wide")
+st.set_page_config(page_title="ECG Lab", page_icon=":material/ecg_heart:", layout="wide")
 
 from ecgcore.jobs import JobRunner  # noqa: E402
 from ecgcore.ui_home import (  # noqa: E402
@@ -33,10 +33,10 @@ def home() -> None:
                 "assessment. Synthesise training photos (PTB-V), train and curate, and demo the classifier.")
 
     c1, c2, c3, c4 = st.columns(4)
-    c1.page_link(PAGE_STUDIO, label="Augmentation Studio", icon="🎛️", help="Tune the photo synthesis with sliders")
-    c2.page_link(PAGE_JOBS, label="Jobs", icon="⚙️", help="Generate datasets, train and evaluate in the background")
-    c3.page_link(PAGE_CURATION, label="Curation", icon="🧹", help="Find and discard distorted samples")
-    c4.page_link(PAGE_CLASSIFY, label="Classify", icon="🩺", help="Upload an ECG photo and see what the model thinks")
+    c1.page_link(PAGE_STUDIO, label="Augmentation Studio", icon=":material/tune:", help="Tune the photo synthesis with sliders")
+    c2.page_link(PAGE_JOBS, label="Jobs", icon=":material/settings:", help="Generate datasets, train and evaluate in the background")
+    c3.page_link(PAGE_CURATION, label="Curation", icon=":material/cleaning_services:", help="Find and discard distorted samples")
+    c4.page_link(PAGE_CLASSIFY, label="Classify", icon=":material/stethoscope:", help="Upload an ECG photo and see what the model thinks")
 
     root = workspace_root()
     st.header("Data sources")
@@ -131,14 +131,14 @@ def home() -> None:
     active = [j for j in JobRunner(root).list(limit=50) if j.active]
     if active:
         st.info(f"{len(active)} job(s) running: " + ", ".join(f"#{j.id} {j.name}" for j in active))
-        st.page_link(PAGE_JOBS, label="Open Jobs", icon="⚙️")
+        st.page_link(PAGE_JOBS, label="Open Jobs", icon=":material/settings:")
 
 
 navigation = st.navigation([
-    st.Page(home, title="Home", icon="🫀", default=True),
-    st.Page(PAGE_STUDIO, title="Augmentation Studio", icon="🎛️", url_path="studio"),
-    st.Page(PAGE_JOBS, title="Jobs", icon="⚙️", url_path="jobs"),
-    st.Page(PAGE_CURATION, title="Curation", icon="🧹", url_path="curation"),
-    st.Page(PAGE_CLASSIFY, title="Classify", icon="🩺", url_path="classify"),
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page(PAGE_STUDIO, title="Augmentation Studio", icon=":material/tune:", url_path="studio"),
+    st.Page(PAGE_JOBS, title="Jobs", icon=":material/settings:", url_path="jobs"),
+    st.Page(PAGE_CURATION, title="Curation", icon=":material/cleaning_services:", url_path="curation"),
+    st.Page(PAGE_CLASSIFY, title="Classify", icon=":material/stethoscope:", url_path="classify"),
 ])
 navigation.run()

@@ -73,3 +73,6 @@ SAMPLE_SCHEMA = "ptb-v/1"
 # 1.1: pen width honours curve_line_mm; curve mask = visible ink. 1.2: a photo's curve class is the ink resampled
 # like the image (bilinear) and then thresholded, not the paper's thresholded mask resampled nearest-neighbour.
 GENERATOR_VERSION = "1.2.0"
+
+# Seeds offered by the app (Studio, Jobs form) run 0..SEED_MAX: 31 bits, which every library's generator accepts.
+SEED_MAX = 2**31 - 1

@@ -40,7 +40,9 @@ The steps, each in paper millimetres once the grid is known:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,12 @@ from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, pla
 from .render import LeadBox
 
 SUPPORTED_FS = (100, 500)
+# A WFDB record name: the WFDB format allows letters, digits and underscores (wfdb-python also accepts '-' and any
+# Unicode letter when writing, but its header reader and other WFDB tools do not agree on those), at most 50 long
+# (the WFDB library's WFDB_MAXRNL).
+WFDB_RECORD_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,50}")
+WFDB_RECORD_NAME_MAX = 50
+WFDB_DEFAULT_RECORD_NAME = "ecg"
 MIN_SIDE_PX = 64
 MIN_CURVE_PIXELS = 200
 # With the segmenter's curve margin, the trace is read on a finer raster than the photo's: the margin, interpolated
@@ -340,12 +348,23 @@ def digitize_photo(
     return dig
 
 
+def wfdb_record_name(name: str) -> str:
+    """A valid WFDB record name made from any file name stem: accents dropped (``é`` -> ``e``), every run of other
+    characters (spaces, ``:``, ``(``, ``.``, ``-``, non-Latin letters) one ``_``, no ``_`` at either end, at most
+    WFDB_RECORD_NAME_MAX characters; ``ecg`` when nothing is left. ``patient ecg (1)`` -> ``patient_ecg_1``."""
+    ascii_name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode("ascii")
+    record = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_")[:WFDB_RECORD_NAME_MAX].strip("_")
+    return record or WFDB_DEFAULT_RECORD_NAME
+
+
 def write_wfdb(dig: DigitizedEcg, out_dir: str | Path, stem: str) -> Path:
-    """Write ``OUT/STEM.hea`` and ``OUT/STEM.dat`` with wfdb.wrsamp: 12 signals in mV (1 uV steps), NaN kept as
-    WFDB's missing-sample value. Both files appear at once (written in a temporary folder, then renamed).
-    Returns the record path without extension."""
+    """Write ``OUT/NAME.hea`` and ``OUT/NAME.dat`` with wfdb.wrsamp, NAME being :func:`wfdb_record_name` of ``stem``
+    (wfdb writes any name but cannot read back a header whose record name breaks the WFDB rule): 12 signals in mV
+    (1 uV steps), NaN kept as WFDB's missing-sample value. Both files appear at once (written in a temporary folder,
+    then renamed). Returns the record path without extension."""
     import wfdb
 
+    stem = wfdb_record_name(stem)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{stem}-") as tmp:
@@ -731,8 +750,8 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     else:
         raise DigitizationError(
             f"the layout could not be recognised: {len(rows)} rows of trace and no calibration pulse found "
-            f"(known layouts have 3, 4, 6 or 12 rows); give the layout (--layout {'|'.join(LAYOUT_NAMES)})."
-        )
+            f"(known layouts have 3, 4, 6 or 12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
+            f"{LAYOUT_NAMES[-1]}).", cli_hint="with --layout NAME")
     lay = make_layout(name, paper_speed)
     # Align the first row of trace with the layout's first baseline and the traces' left end with its first cell,
     # on the 5 mm lattice.

@@ -58,11 +58,14 @@ class JobError(ValueError):
 @dataclass(frozen=True)
 class PipelineSpec:
     """A command the Jobs page may launch. ``resume``: how an interrupted run continues ("rerun": the same command
-    picks up where it stopped; "flag": the same command plus ``--resume``; None: it starts over)."""
+    picks up where it stopped; "flag": the same command plus ``--resume``; None: it starts over). ``verb`` and
+    ``names`` make a job's name (:func:`job_name`): the verb, then the folder named by the ``names`` option."""
 
     name: str
     title: str
     resume: str | None = None
+    verb: str = ""
+    names: str = "--out"
 
     @property
     def module(self) -> str:
@@ -77,15 +80,53 @@ class PipelineSpec:
 PIPELINES: dict[str, PipelineSpec] = {
     spec.name: spec
     for spec in (
-        PipelineSpec("generate_ptb_v", "Generate a PTB-V dataset", resume="rerun"),
-        PipelineSpec("build_crops", "Build per-lead segmentation crops"),
-        PipelineSpec("train_segmentation", "Train the segmentation U-Net", resume="flag"),
-        PipelineSpec("build_classification_set", "Build the prototype-style classification set", resume="rerun"),
-        PipelineSpec("train_classifier", "Train a classifier (image or signal)", resume="rerun"),
-        PipelineSpec("evaluate", "Evaluate (segmentation IoU, digitisation SNR, classification)"),
-        PipelineSpec("score_dataset", "Score a dataset for curation", resume="rerun"),
+        PipelineSpec("generate_ptb_v", "Generate a PTB-V dataset", resume="rerun", verb="Generate PTB-V"),
+        PipelineSpec("build_crops", "Build per-lead segmentation crops", verb="Build crops"),
+        PipelineSpec("train_segmentation", "Train the segmentation U-Net", resume="flag", verb="Train segmentation"),
+        PipelineSpec("build_classification_set", "Build the prototype-style classification set", resume="rerun",
+                     verb="Build classification set"),
+        PipelineSpec("train_classifier", "Train a classifier (image or signal)", resume="rerun",
+                     verb="Train classifier"),
+        PipelineSpec("evaluate", "Evaluate (segmentation IoU, digitisation SNR, classification)", verb="Evaluate",
+                     names="--data"),
+        PipelineSpec("score_dataset", "Score a dataset for curation", resume="rerun", verb="Score dataset", names="--data"),
     )
 }
+
+
+def _option(args: list[str], option: str) -> str | None:
+    """The value of ``option`` in a command line (``--out X`` or ``--out=X``; the last one wins, as in argparse)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(option + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def job_name(pipeline: str, args: list[str]) -> str:
+    """What a job makes, for the table and the selector: "Generate PTB-V: demo (50 samples)", "Train segmentation:
+    seg-1", "Train classifier (signal): cls-1", "Evaluate digitization: test-set"; the pipeline's title when its
+    command names nothing."""
+    spec = PIPELINES.get(pipeline)
+    if spec is None:
+        return pipeline
+    verb = spec.verb or spec.title
+    if pipeline == "evaluate" and args and not args[0].startswith("-"):
+        verb = f"{verb} {args[0]}"  # the sub-command: segmentation, digitization or classification
+    if pipeline == "train_classifier":
+        verb = f"{verb} ({_option(args, '--kind') or 'signal'})"
+    value = _option(args, spec.names)
+    if not value:
+        return spec.title
+    # --data may list several folders (comma-separated): each by its own name
+    name = ", ".join(Path(part).name for part in value.split(",") if part)
+    if pipeline == "generate_ptb_v":
+        n = _option(args, "-n")
+        if n:
+            name += f" ({n} sample{'' if n == '1' else 's'})"
+    return f"{verb}: {name}"
 
 
 @dataclass
@@ -205,6 +246,9 @@ class JobRunner:
         values = dict(row)
         values["args"] = json.loads(values["args"])
         values["folder"] = Path(values["folder"])
+        spec = PIPELINES.get(values["pipeline"])
+        if spec is not None and values["name"] == spec.title:  # named before jobs were named by what they make
+            values["name"] = job_name(values["pipeline"], values["args"])
         return Job(**values)
 
     def get(self, job_id: int) -> Job:
@@ -249,7 +293,7 @@ class JobRunner:
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO jobs (pipeline, args, name, status, created, parent_id, folder) VALUES (?,?,?,?,?,?,?)",
-                (pipeline, json.dumps(args), name or spec.title, "queued", now, parent_id, ""),
+                (pipeline, json.dumps(args), name or job_name(pipeline, args), "queued", now, parent_id, ""),
             )
             job_id = int(cur.lastrowid)
             folder = self.jobs_dir / f"{job_id:06d}"

@@ -28,7 +28,8 @@ CLASS_SETS = "classification_sets"  # prototype-style classification images (pip
 EVALUATIONS = "evaluations"  # JSON results of pipelines.evaluate
 
 # A user-given name is one path component of ordinary characters: letters, digits, '.', '_', '-', ' ', '+'.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 ._+\-]{0,119}$")
+NAME_MAX = 120
+_NAME_RE = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9 ._+\-]{{0,{NAME_MAX - 1}}}$")
 
 
 class WorkspaceError(ValueError):
@@ -52,32 +53,53 @@ def subdir(name: str, root: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def shown(user_text: str) -> str:
+    """``user_text`` in quotes as the user typed it, for a sentence (``repr`` would double every backslash); only
+    characters that cannot be seen (NUL, tab, newline) are written as escapes, so the sentence stays one line."""
+    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in user_text) + "'"
+
+
 def check_name(user_name: str, what: str = "name") -> str:
     """Return ``user_name`` stripped if it is a plain file or folder name; raise WorkspaceError otherwise."""
     name = (user_name or "").strip()
     if not name:
         raise WorkspaceError(f"the {what} is empty; type a name such as 'my-dataset'.")
     if "/" in name or "\\" in name or "\x00" in name or ".." in name:
-        raise WorkspaceError(f"the {what} {user_name!r} contains a path; use a plain name without '/', '\\' or '..'.")
+        raise WorkspaceError(f"the {what} {shown(user_name)} contains a path; use a plain name without '/', '\\' or "
+                             "'..'.")
     if not _NAME_RE.match(name):
         raise WorkspaceError(
-            f"the {what} {user_name!r} is not allowed; use up to 120 letters, digits, spaces, '.', '_', '-' or '+', "
-            "not starting with a dot or a space."
+            f"the {what} {shown(user_name)} is not allowed; use up to {NAME_MAX} letters, digits, spaces, '.', '_', "
+            "'-' or '+', not starting with a dot or a space."
         )
     return name
 
 
-def safe_join(root: str | os.PathLike, user_name: str, what: str = "name") -> Path:
+def safe_join(root: str | os.PathLike, user_name: str, what: str = "name", suffix: str = "") -> Path:
     """``root / user_name``, refusing names that are not one plain component or that resolve outside ``root``.
 
-    Symbolic links are resolved before the check, so a link inside ``root`` that points elsewhere is refused too.
+    ``suffix`` (e.g. ``.json``) is added unless the name already ends with it; the checks and their sentences are
+    about the name as the user typed it. Symbolic links are resolved before the check, so a link inside ``root``
+    that points elsewhere is refused too.
     """
     name = check_name(user_name, what)
+    if suffix and not name.endswith(suffix):
+        name += suffix
     base = Path(root).resolve()
     path = (base / name).resolve()
     if path.parent != base:
-        raise WorkspaceError(f"the {what} {user_name!r} points outside {base}; choose a plain name inside it.")
+        raise WorkspaceError(f"the {what} {shown(user_name)} points outside {base}; choose a plain name inside it.")
     return path
+
+
+def unique_path(path: Path) -> Path:
+    """``path`` if nothing is there yet, else the first free ``STEM-2.SUFFIX``, ``STEM-3.SUFFIX``, ... beside it
+    (for keeping both when a name is taken)."""
+    candidate, n = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def confine(root: str | os.PathLike, path: str | os.PathLike, what: str = "path") -> Path:
@@ -86,7 +108,7 @@ def confine(root: str | os.PathLike, path: str | os.PathLike, what: str = "path"
     candidate = Path(path)
     resolved = (candidate if candidate.is_absolute() else base / candidate).resolve()
     if resolved != base and base not in resolved.parents:
-        raise WorkspaceError(f"the {what} {str(path)!r} is outside the workspace {base}.")
+        raise WorkspaceError(f"the {what} {shown(str(path))} is outside the workspace {base}.")
     return resolved
 
 

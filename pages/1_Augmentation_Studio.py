@@ -8,15 +8,16 @@ import time
 import streamlit as st
 
 PAGE_START = time.perf_counter()
-st.set_page_config(page_title="Augmentation Studio - ECG Lab", page_icon="🎛️", layout="wide")
+st.set_page_config(page_title="Augmentation Studio - ECG Lab", page_icon=":material/tune:", layout="wide")
 
 from ecgcore import ui_studio as studio  # noqa: E402
 from ecgcore.backgrounds import list_background_photos  # noqa: E402
+from ecgcore.constants import SEED_MAX  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.params import PARAMS, SCHEMA, STAGE_TITLES, STAGES, Preset, PresetError  # noqa: E402
 from ecgcore.ui_plots import pdf_figure, timings_figure  # noqa: E402
-from ecgcore.workspace import BACKGROUNDS, PRESETS, WorkspaceError, safe_join, subdir  # noqa: E402
-from pages import PAGE_JOBS, ptbxl_or_none, ptbxl_record, synthetic  # noqa: E402
+from ecgcore.workspace import BACKGROUNDS, PRESETS, WorkspaceError, safe_join, subdir, unique_path  # noqa: E402
+from pages import PAGE_JOBS, plain, ptbxl_or_none, ptbxl_record, save_asking_first, synthetic  # noqa: E402
 
 REBUDGET_MS = 250.0
 state = st.session_state
@@ -51,7 +52,11 @@ def on_kind_change(name: str) -> None:
 
 
 def new_seed() -> None:
-    state["studio_seed"] = int(state["studio_seed"]) + 1
+    """The next seed; after the largest one it starts again at 0, and says so."""
+    seed = int(state["studio_seed"])
+    state["studio_seed"] = seed + 1 if seed < SEED_MAX else 0
+    if seed >= SEED_MAX:
+        state["studio_seed_note"] = f"{SEED_MAX} is the largest seed, so New seed started again at 0."
 
 
 # --- sidebar: every schema parameter, grouped by stage ------------------------------------------------------
@@ -125,8 +130,11 @@ with c_layout:
     layout = st.selectbox("Layout", LAYOUT_NAMES, key="studio_layout")
     k_draws = st.slider("Grid draws (K)", 2, 12, key="studio_k")
 with c_seed:
-    seed = st.number_input("Seed", 0, 2**31 - 1, key="studio_seed")
-    st.button("New seed", on_click=new_seed, icon="🎲", shortcut="N", help="Next seed (shortcut N)")
+    seed = st.number_input("Seed", 0, SEED_MAX, key="studio_seed")
+    st.button("New seed", on_click=new_seed, icon=":material/casino:", shortcut="N", help="Next seed (shortcut N)",
+              key="studio_new_seed")
+    if "studio_seed_note" in state:
+        st.caption(state.pop("studio_seed_note"))
 with c_view:
     show_mask = st.toggle("Mask overlay", key="studio_mask")
     show_boxes = st.toggle("Lead boxes", key="studio_boxes")
@@ -172,7 +180,7 @@ def grid_panel(record, preset: Preset, seed: int, layout: str, k: int, backgroun
     grid_key = json.dumps([studio.preset_json(preset), seed, layout, k, record.source], sort_keys=True, default=str)
     auto = st.toggle("Redraw on every change", key="studio_grid_auto",
                      help="Off: the grid is redrawn only with the button, so slider moves stay fast.")
-    if st.button("Draw the grid", icon="🔁", key="studio_draw") or (auto and state.get("studio_grid_key") != grid_key):
+    if st.button("Draw the grid", icon=":material/grid_view:", key="studio_draw") or (auto and state.get("studio_grid_key") != grid_key):
         started = time.perf_counter()
         photos = studio.draw_grid(record, preset, seed, layout, k, background_files=background_files)
         state["studio_grid"] = [(p.image, p.params) for p in photos]
@@ -213,13 +221,15 @@ with tab_presets:
     with c_save:
         st.subheader("Save")
         preset_name = st.text_input("Preset name", key="studio_preset_name", placeholder="e.g. harsh-phone")
-        if st.button("Save preset", icon="💾", key="studio_save"):
+        target = None
+        if st.button("Save preset", icon=":material/save:", key="studio_save"):
             try:
-                path = safe_join(presets_dir, preset_name.removesuffix(".json") + ".json", what="preset name")
-                path.write_text(json.dumps(studio.preset_file_json(preset, path.stem), indent=1) + "\n")
-                st.success(f"Saved {path.name} in the workspace presets folder.")
+                target = safe_join(presets_dir, preset_name, what="preset name", suffix=".json")
             except WorkspaceError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
+        save_asking_first("studio_save_pending", target, lambda path, preset=preset: path.write_text(
+            json.dumps(studio.preset_file_json(preset, path.stem), indent=1) + "\n"),
+            "preset", "the workspace presets folder")
         st.download_button("Download preset JSON", json.dumps(studio.preset_file_json(preset, preset_name or "preset"),
                                                               indent=1), file_name=f"{preset_name or 'preset'}.json",
                            mime="application/json", key="studio_download")
@@ -248,17 +258,20 @@ with tab_presets:
     st.divider()
     st.subheader("Generate a dataset with this preset")
     ds_name = st.text_input("Dataset name", key="studio_ds_name", placeholder="e.g. harsh-1000")
-    if st.button("Continue in Jobs", icon="➡️", type="primary", key="studio_to_jobs"):
+    if st.button("Continue in Jobs", icon=":material/arrow_forward:", type="primary", key="studio_to_jobs"):
         try:
             name = (ds_name or "").strip()
-            path = safe_join(presets_dir, f"{name}.json" if name else "", what="dataset name")
-            path.write_text(json.dumps(studio.preset_file_json(preset, name), indent=1) + "\n")
+            path = safe_join(presets_dir, name, what="dataset name", suffix=".json")
+            text = json.dumps(studio.preset_file_json(preset, name), indent=1) + "\n"
+            if path.exists() and path.read_text(errors="replace") != text:
+                path = unique_path(path)  # a preset of that name holds other settings: keep both
+            path.write_text(text)
             state["jobs_prefill"] = {"pipeline": "generate_ptb_v", "out": name, "preset": str(path),
                                      "layout": layout, "seed": int(seed),
                                      "backgrounds": background_files is not None}
             st.switch_page(PAGE_JOBS)
         except WorkspaceError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
 
 page_ms = (time.perf_counter() - PAGE_START) * 1000
 page_metric.metric("Whole page run", f"{page_ms:.0f} ms", help="Server time of this run, all widgets and plots.")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Jobs - ECG Lab", page_icon="⚙️", layout="wide")
+st.set_page_config(page_title="Jobs - ECG Lab", page_icon=":material/settings:", layout="wide")
 
-from ecgcore.constants import GRID_COLORS, MINOR_GRIDS  # noqa: E402
+from ecgcore.constants import GRID_COLORS, MINOR_GRIDS, SEED_MAX  # noqa: E402
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.render import PRINT_STYLES, PaperOptions  # noqa: E402
@@ -35,9 +35,9 @@ from ecgcore.workspace import (  # noqa: E402
     subdir,
     workspace_root,
 )
+from pages import plain  # noqa: E402
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "cancelling": "⏹️", "finished": "✅", "failed": "❌",
-                "cancelled": "⏹️", "interrupted": "⚠️"}
+LISTED_JOBS = 200  # the newest jobs the table shows
 SIZES = ("1600x1200", "1200x900", "800x600", "400x300")
 state = st.session_state
 root = workspace_root()
@@ -93,7 +93,7 @@ def form_generate() -> list[str]:
     for k, v in (("gen_n", 100), ("gen_seed", 0), ("gen_workers", 1)):
         state.setdefault(k, v)
     n = c1.number_input("Samples (-n)", 1, 1_000_000, key="gen_n")
-    seed = c2.number_input("Seed", 0, 2**31 - 1, key="gen_seed")
+    seed = c2.number_input("Seed", 0, SEED_MAX, key="gen_seed")
     workers = c3.number_input("Worker processes", 1, 64, key="gen_workers")
     ptbxl = default_ptbxl_dir()
     sources = ["PTB-XL", "synthetic"] if ptbxl else ["synthetic"]
@@ -278,7 +278,7 @@ with st.expander("Launch a job", expanded=True):
                                   placeholder="e.g. --batch-size 8 (appended to the command)")
             threads = c2.number_input("CPU threads", 1, 64, 1, key=f"{pipeline}_threads",
                                       help="Caps OMP/MKL threads of the job, so jobs do not starve the app.")
-            submitted = st.button("Launch", type="primary", icon="🚀", key=f"launch_{pipeline}")
+            submitted = st.button("Launch", type="primary", icon=":material/rocket_launch:", key=f"launch_{pipeline}")
         if submitted:
             try:
                 if error:
@@ -289,13 +289,9 @@ with st.expander("Launch a job", expanded=True):
                 state["jobs_selected"] = job.id
                 st.success(f"Started job #{job.id}: `{job.command}`")
             except (WorkspaceError, JobError) as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
         if st.toggle("Show the command's --help", key=f"{pipeline}_help"):
             st.code(pipeline_help(pipeline), language="text")
-
-
-def status_text(job: Job) -> str:
-    return f"{STATUS_ICONS.get(job.status, '')} {job.status}"
 
 
 def jobs_table(jobs: list[Job]) -> list[dict]:
@@ -306,7 +302,7 @@ def jobs_table(jobs: list[Job]) -> list[dict]:
             "id": job.id,
             "job": job.name,
             "pipeline": job.pipeline,
-            "status": status_text(job),
+            "status": job.status,
             "progress": p.fraction if p.fraction is not None else (1.0 if job.status == "finished" else 0.0),
             "done": f"{p.done}/{p.total}" if p.total else "",
             "ETA": format_duration(p.eta_s) if job.active else "",
@@ -316,12 +312,27 @@ def jobs_table(jobs: list[Job]) -> list[dict]:
     return rows
 
 
-def live_jobs() -> None:
-    """The table and the selected job's details; refreshes itself every 2 s without rerunning the page."""
-    jobs = runner.list(limit=200)
+def start_again(job_id: int, how: str) -> None:
+    """Re-run or resume ``job_id`` (a button callback) and show the new job; a refusal is kept for the old one."""
+    try:
+        new = runner.rerun(job_id) if how == "rerun" else runner.resume(job_id)
+    except JobError as exc:
+        state["jobs_notice"] = (job_id, "error", str(exc))
+        return
+    state["jobs_selected"] = new.id
+    verb = "re-run" if how == "rerun" else "resumption"
+    state["jobs_notice"] = (new.id, "success", f"Started job #{new.id}, the {verb} of #{job_id}: `{new.command}`")
+
+
+def live_jobs(timed: bool) -> None:
+    """The table and the selected job's details; refreshes itself every 2 s without rerunning the page while a job
+    runs (``timed``)."""
+    jobs = runner.list(limit=LISTED_JOBS)
     if not jobs:
         st.info("No jobs yet. Launch one above.")
         return
+    if not timed and any(j.active for j in jobs):
+        st.rerun()  # a job started here (Re-run, Resume): the whole page runs again, to turn the timer on
     st.dataframe(jobs_table(jobs), hide_index=True, key="jobs_table", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
         "id": st.column_config.NumberColumn("id", format="%d"),
@@ -335,7 +346,7 @@ def live_jobs() -> None:
     job = runner.get(job_id)
     p = runner.progress(job)
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Status", status_text(job))
+    c1.metric("Status", job.status)
     c2.metric("Progress", f"{p.fraction:.0%}" if p.fraction is not None else "-",
               help=f"{p.done}/{p.total} {p.message}" if p.total else None)
     c3.metric("ETA", format_duration(p.eta_s) if job.active and p.eta_s is not None else "-")
@@ -348,23 +359,22 @@ def live_jobs() -> None:
     elif job.status == "interrupted":
         st.warning("The job's process ended without an exit code (the machine restarted or the process was killed). "
                    + ("Resume continues where it stopped." if job.resumable else "Re-run starts it over."))
+    notice = state.get("jobs_notice")
+    if notice and notice[0] == job.id:  # kept until another job is shown, so the fragment's refresh cannot hide it
+        if notice[1] == "success":
+            st.success(notice[2])
+        else:
+            st.error(plain(notice[2]))
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-    if b1.button("Cancel", icon="⏹️", disabled=not job.active, key=f"cancel_{job.id}"):
+    if b1.button("Cancel", icon=":material/stop_circle:", disabled=not job.active, key=f"cancel_{job.id}"):
         runner.cancel(job.id)
         st.rerun(scope="fragment")
-    if b2.button("Re-run", icon="🔁", disabled=job.active, key=f"rerun_{job.id}"):
-        try:
-            state["jobs_selected"] = runner.rerun(job.id).id
-            st.rerun(scope="fragment")
-        except JobError as exc:
-            st.error(str(exc))
-    if b3.button("Resume", icon="⏩", disabled=not job.resumable, key=f"resume_{job.id}",
-                 help="Continue where it stopped (generation keeps finished samples; trainers get --resume)."):
-        try:
-            state["jobs_selected"] = runner.resume(job.id).id
-            st.rerun(scope="fragment")
-        except JobError as exc:
-            st.error(str(exc))
+    # Callbacks run before the selectbox is drawn, so they may select the new job; set after it, Streamlit refuses.
+    b2.button("Re-run", icon=":material/replay:", disabled=job.active, key=f"rerun_{job.id}",
+              on_click=start_again, args=(job.id, "rerun"))
+    b3.button("Resume", icon=":material/fast_forward:", disabled=not job.resumable, key=f"resume_{job.id}",
+              on_click=start_again, args=(job.id, "resume"),
+              help="Continue where it stopped (generation keeps finished samples; trainers get --resume).")
     if p.metrics:
         st.plotly_chart(metrics_figure(p.metrics), key=f"metrics_{job.id}", config={"displayModeBar": False})
     st.caption(f"Log tail - {job.log_path}")
@@ -373,5 +383,5 @@ def live_jobs() -> None:
 
 st.subheader("Jobs")
 # Refresh on a timer only while something runs; a finished list does not need it.
-refresh_every = 2.0 if any(j.active for j in runner.list(limit=50)) else None
-st.fragment(run_every=refresh_every)(live_jobs)()
+refresh_every = 2.0 if any(j.active for j in runner.list(limit=LISTED_JOBS)) else None
+st.fragment(run_every=refresh_every)(live_jobs)(refresh_every is not None)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="Curation - ECG Lab", page_icon="🧹", layout="wide")
+st.set_page_config(page_title="Curation - ECG Lab", page_icon=":material/cleaning_services:", layout="wide")
 
 from ecgcore import ui_curation as cur  # noqa: E402
 from ecgcore.dataset import (  # noqa: E402
@@ -45,7 +45,7 @@ st.title("Curation")
 datasets = list_datasets(root)
 if not datasets:
     st.info("No PTB-V datasets in the workspace yet. Generate one from the Jobs page or the Augmentation Studio.")
-    st.page_link(PAGE_JOBS, label="Open Jobs", icon="⚙️")
+    st.page_link(PAGE_JOBS, label="Open Jobs", icon=":material/settings:")
     st.stop()
 
 c_ds, c_me = st.columns([3, 1])
@@ -117,7 +117,7 @@ with c_score:
     else:
         st.caption(f"Scored with: {', '.join(sorted(rows['scored_with'].dropna().unique()))}")
     if not running and st.button("Score this dataset" if not scored else "Rescore (new samples or models)",
-                                 icon="📊", key="cur_score"):
+                                 icon=":material/analytics:", key="cur_score"):
         try:
             job = runner.launch("score_dataset", ["--data", str(folder)], name=f"score {folder.name}", threads=1)
             st.success(f"Started scoring job #{job.id}; follow it on the Jobs page.")
@@ -176,9 +176,9 @@ def decide(sample_ids: list[str], decision: str, reason: str) -> None:
     try:
         record_decisions(folder, sample_ids, decision, reason=reason, by=curator)
     except (DatasetError, OSError) as exc:
-        state["cur_msg"] = (f"The decision was not saved: {exc}", "⚠️")
+        state["cur_msg"] = (f"The decision was not saved: {exc}", ":material/warning:")
         return
-    state["cur_msg"] = (cur.decision_message(sample_ids, decision), "✅")
+    state["cur_msg"] = (cur.decision_message(sample_ids, decision), ":material/check_circle:")
 
 
 def undo() -> None:
@@ -187,7 +187,7 @@ def undo() -> None:
         message, warn = cur.undo_message(undo_last(folder, by=curator))
     except (DatasetError, OSError, ValueError) as exc:
         message, warn = f"Nothing was undone: {exc}", True
-    state["cur_msg"] = (message, "⚠️" if warn else "↩️")
+    state["cur_msg"] = (message, ":material/warning:" if warn else ":material/undo:")
     if warn:  # a toast fades; a skipped undo must stay visible until the next action
         state["cur_warn"] = message
 
@@ -271,19 +271,19 @@ def detail_view(ids: list[str], table: pd.DataFrame) -> None:
 
     row = table.set_index("id").loc[cursor]
     n1, n2, n3, n4, n5, n6 = st.columns([1, 1, 1, 1, 1, 2.5])
-    n1.button("Previous", icon="⬅️", shortcut="K", on_click=move, args=(-1,), key="cur_prev", help="Shortcut K")
-    n2.button("Next", icon="➡️", shortcut="J", on_click=move, args=(1,), key="cur_next", help="Shortcut J")
-    if n3.button("Discard", icon="🗑️", shortcut="D", disabled=bool(row["discarded"]), key="cur_discard",
+    n1.button("Previous", icon=":material/arrow_back:", shortcut="K", on_click=move, args=(-1,), key="cur_prev", help="Shortcut K")
+    n2.button("Next", icon=":material/arrow_forward:", shortcut="J", on_click=move, args=(1,), key="cur_next", help="Shortcut J")
+    if n3.button("Discard", icon=":material/delete:", shortcut="D", disabled=bool(row["discarded"]), key="cur_discard",
                  help="Shortcut D; moves on to the next sample"):
         decide([cursor], "discard", "detail view")
         move(1)
         st.rerun()
-    if n4.button("Restore", icon="♻️", shortcut="A", disabled=not bool(row["discarded"]), key="cur_restore",
+    if n4.button("Restore", icon=":material/restore_from_trash:", shortcut="A", disabled=not bool(row["discarded"]), key="cur_restore",
                  help="Shortcut A"):
         decide([cursor], "restore", "detail view")
         st.rerun()
     # A fixed help text: a widget whose parameters change between runs can lose the click that was sent for it.
-    if n5.button("Undo", icon="↩️", shortcut="U", key="cur_undo",
+    if n5.button("Undo", icon=":material/undo:", shortcut="U", key="cur_undo",
                  help="Undo your latest decision or batch; each press steps one further back through your own "
                       "decisions (shortcut U)"):
         undo()
@@ -295,7 +295,7 @@ def detail_view(ids: list[str], table: pd.DataFrame) -> None:
         message, icon = state.pop("cur_msg")
         st.toast(message, icon=icon)
     if "cur_warn" in state:
-        st.warning(state.pop("cur_warn"), icon="⚠️")
+        st.warning(state.pop("cur_warn"), icon=":material/warning:")
 
     sample = Sample(folder, json.loads((folder / f"{cursor}.json").read_text()))
     photo, truth = sample.image(), sample.mask()

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-st.set_page_config(page_title="Classify - ECG Lab", page_icon="🩺", layout="wide")
+st.set_page_config(page_title="Classify - ECG Lab", page_icon=":material/stethoscope:", layout="wide")
 
+from ecgcore.digitize import wfdb_record_name  # noqa: E402
 from ecgcore.errors import DigitizationError, ModelError  # noqa: E402
 from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
@@ -17,7 +18,7 @@ from ecgcore.ui_home import flatten_numbers  # noqa: E402
 from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, probabilities_figure  # noqa: E402
 from ecgcore.ui_report import BOX_COLUMNS, annotate_photo, boxes_to_rows, report, rows_to_boxes, signal_csv, wfdb_zip  # noqa: E402
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
-from pages import load_active_models, shared_images_dir  # noqa: E402
+from pages import load_active_models, plain, save_asking_first, shared_images_dir  # noqa: E402
 
 try:
     from ecgcore.analyze import DISCLAIMER
@@ -28,10 +29,10 @@ except ImportError:  # the page must show the disclaimer even when the analysis 
 
 state = st.session_state
 st.title("Classify an ECG photo")
-st.warning(DISCLAIMER, icon="⚠️")
+st.warning(DISCLAIMER, icon=":material/warning:")
 with st.sidebar:
-    st.caption("⚠️ Not medical advice. In an emergency, call your local emergency number. The model always gives "
-               "every class some probability.")
+    st.caption(":material/warning: Not medical advice. In an emergency, call your local emergency number. The model "
+               "always gives every class some probability.")
 
 
 # --- input ---------------------------------------------------------------------------------------------------
@@ -85,13 +86,15 @@ digest = hashlib.sha1(data).hexdigest()[:16]
 if source == "Upload":
     with st.expander("Save this upload to the workspace"):
         save_name = st.text_input("File name", value=Path(name).name, key="cls_save_name")
-        if st.button("Save", key="cls_save"):
+        target = None
+        if st.button("Save", key="cls_save", icon=":material/save:"):
             try:
-                path = safe_join(subdir(UPLOADS), save_name, what="file name")
-                path.write_bytes(data)
-                st.success(f"Saved as {path.name} in the workspace uploads folder.")
+                target = safe_join(subdir(UPLOADS), save_name, what="file name")
             except WorkspaceError as exc:
-                st.error(str(exc))
+                st.error(plain(str(exc)))
+        # The question about an existing file belongs to this upload: another upload does not inherit it.
+        save_asking_first(f"cls_save_pending_{digest}", target, lambda path, data=data: path.write_bytes(data),
+                          "file", "the workspace uploads folder")
 
 
 # --- analysis ------------------------------------------------------------------------------------------------
@@ -170,16 +173,16 @@ if problem is not None:
     left.image(rgb, caption=name, output_format="JPEG")
     with right:
         if kind == "missing":
-            st.error(f"Model missing: {sentence}", icon="🧩")
+            st.error(f"Model missing: {sentence}", icon=":material/extension:")
             st.markdown("No verdict is shown without the models. The Home page lists which weights are installed; "
                         "the Jobs page trains them (`train_segmentation`, `train_classifier`), or restore the "
                         "shipped `weights/*.safetensors`.")
         elif kind == "no-ecg":
-            st.warning(f"{sentence[:1].upper()}{sentence[1:]}", icon="🔍")
+            st.warning(f"{sentence[:1].upper()}{sentence[1:]}", icon=":material/search:")
             st.markdown("No diagnosis is given for an image in which no ECG could be read. Try a sharper, "
                         "straighter photo that shows the whole printout, or choose the layout by hand.")
         else:
-            st.error(f"{sentence[:1].upper()}{sentence[1:]}", icon="⚠️")
+            st.error(f"{sentence[:1].upper()}{sentence[1:]}", icon=":material/error:")
             st.markdown("No verdict is shown. Try another photo; if it keeps happening, the Jobs page's logs and "
                         "`python -m pipelines.classify IMAGE` show more.")
     if st.button("Try again", key="cls_retry"):
@@ -270,7 +273,8 @@ if analysis.classification_image is not None:
 
 # --- downloads ------------------------------------------------------------------------------------------------
 st.subheader("Downloads")
-stem = Path(name).stem.replace(" ", "_")[:40] if name else "ecg"
+# Every download is named as the WFDB record inside the zip: a valid record name is a valid file name too.
+stem = wfdb_record_name(Path(name).stem if name else "")
 d1, d2, d3, d4 = st.columns(4)
 d1.download_button("Signal (CSV)", lambda: signal_csv(dig.signal, dig.fs), file_name=f"{stem}.csv", mime="text/csv",
                    key="cls_dl_csv")

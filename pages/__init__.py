@@ -6,16 +6,69 @@ lives in ``ecgcore``; the pages stay thin.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from ecgcore.signals import DataSourceError, EcgRecord, PtbXl, default_ptbxl_dir, synthetic_record
+from ecgcore.workspace import unique_path
 
 PAGE_STUDIO = "pages/1_Augmentation_Studio.py"
 PAGE_JOBS = "pages/2_Jobs.py"
 PAGE_CURATION = "pages/3_Curation.py"
 PAGE_CLASSIFY = "pages/4_Classify.py"
+
+
+# CommonMark lets a backslash escape any ASCII punctuation character, and shows the character itself.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def plain(sentence: str) -> str:
+    """``sentence`` as literal text for st.error, st.warning, st.success: their text is Markdown, which would drop
+    a backslash and read '*', '_', '[' or '$' in a name the user typed as formatting."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", sentence)
+
+
+def save_asking_first(key: str, target: Path | None, write: Callable[[Path], None], what: str, where: str) -> None:
+    """Save with ``write(path)`` at ``target`` (the path just asked for by a Save button; None on other runs), but
+    never over an existing file unasked: then the page asks (under ``key``) to replace it, keep both (the new one
+    under the next free name, ``NAME-2.EXT``) or cancel, and the question stays until it is answered. ``what``
+    names the thing ('preset'), ``where`` the folder ('the workspace presets folder')."""
+    state = st.session_state
+    if target is not None:
+        state.pop(key, None)
+        if target.exists() or target.is_symlink():
+            state[key] = str(target)
+        else:
+            _save(key, target, write, where)
+    if f"{key}_done" in state:
+        kind, text = state.pop(f"{key}_done")
+        (st.success if kind == "success" else st.error)(plain(text))
+    pending = state.get(key)
+    if pending is None:
+        return
+    path = Path(pending)
+    other = unique_path(path)
+    st.warning(plain(f"A {what} named '{path.name}' is already in {where}: replace it, or keep both?"))
+    c1, c2, c3 = st.columns(3)
+    # Callbacks: they run before the page is drawn again, so the question is gone when the answer is shown.
+    c1.button("Replace it", key=f"{key}_replace", on_click=_save, args=(key, path, write, where))
+    c2.button(f"Keep both: save as {other.name}", key=f"{key}_keep", on_click=_save,
+              args=(key, path, write, where, True))
+    c3.button("Cancel", key=f"{key}_cancel", on_click=state.pop, args=(key, None))
+
+
+def _save(key: str, path: Path, write: Callable[[Path], None], where: str, keep_both: bool = False) -> None:
+    st.session_state.pop(key, None)
+    if keep_both:  # the free name now, should another session have taken the one offered
+        path = unique_path(path)
+    try:
+        write(path)
+        st.session_state[f"{key}_done"] = ("success", f"Saved {path.name} in {where}.")
+    except OSError as exc:
+        st.session_state[f"{key}_done"] = ("error", f"{path.name} could not be saved ({exc.strerror or exc}).")
 
 
 @st.cache_resource(show_spinner="Reading PTB-XL metadata...")

@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ecgcore.errors import USER_ERRORS
+from ecgcore.errors import USER_ERRORS, cli_sentence
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -21,7 +21,7 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     try:
         code = main(argv)
     except USER_ERRORS as exc:
-        fail(str(exc))
+        fail(cli_sentence(exc))
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         raise SystemExit(130) from None

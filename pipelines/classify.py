@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ecgcore.analyze import DISCLAIMER, LABEL_NAMES_FOR_PEOPLE, analyze_photo, default_classifiers, default_segmenter
-from ecgcore.errors import USER_ERRORS
+from ecgcore.errors import USER_ERRORS, cli_sentence
 from ecgcore.imageio import read_image
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error_sentence(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
+    text = cli_sentence(exc) or exc.__class__.__name__
     first_word = text.split(" ", 1)[0]
     # "the layout ..." becomes "The layout ..."; a sentence that starts with a file name keeps the name as it is.
     return text[0].upper() + text[1:] if first_word.isalpha() else text

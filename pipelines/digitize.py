@@ -9,8 +9,9 @@ lead's box in image pixels with t0/t1, quality flags, and the ``reading``: relia
 with the reasons); --overlay adds DIR/STEM_digitized.png (the extracted traces
 drawn on the photo). The photo is segmented with the shipped U-Net unless --mask gives its class map (uint8 PNG,
 0 background, 1/2 major grid lines, 3 curve; e.g. a PTB-V ID_mask.png or a pipelines.segment STEM_seg.png), one
---mask per IMAGE in the same order (it may follow its image). An image that cannot be read gets one line on stderr saying why, the others are
-still processed, and the exit code is 2.
+--mask per IMAGE in the same order (it may follow its image). STEM is the image's file name stem made a valid WFDB
+record name (letters, digits and '_': "patient ecg (1).jpg" -> patient_ecg_1). An image that cannot be read gets
+one line on stderr saying why, the others are still processed, and the exit code is 2.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.errors import USER_ERRORS, DigitizationError
+from ecgcore.errors import USER_ERRORS, DigitizationError, cli_sentence
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 
@@ -51,9 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     if args.mask and len(args.mask) != len(args.images):
         fail(f"give one --mask per IMAGE ({len(args.images)} images but {len(args.mask)} masks)")
-    stems = [p.stem for p in args.images]
-    if len(set(stems)) != len(stems):
-        fail("two images have the same file name stem; their outputs would overwrite each other")
+    from ecgcore.digitize import wfdb_record_name
+
+    names = [wfdb_record_name(p.stem) for p in args.images]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        fail(f"two images get the same record name ({', '.join(twice)}: WFDB names keep only letters, digits and "
+             "'_'); their outputs would overwrite each other; rename one")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f"Goldberger {reading['goldberger_db']} dB)")
         except USER_ERRORS as exc:
             failed += 1
-            reporter.log(f"error: {path}: {str(exc).rstrip('.')}.")
+            reporter.log(f"error: {path}: {cli_sentence(exc).rstrip('.')}.")
             reporter.advance(1, message=f"{path.name}: failed")
         except MemoryError:
             failed += 1
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             reporter.advance(1, message=f"{path.name}: failed")
         except OSError as exc:  # e.g. the disk is full: no half record is left behind
             failed += 1
-            remove_outputs(args.out, path.stem)
+            remove_outputs(args.out, wfdb_record_name(path.stem))
             reporter.log(f"error: {path}: cannot write to {args.out} ({exc.strerror or exc}).")
             reporter.advance(1, message=f"{path.name}: failed")
     reporter.close()
@@ -100,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Digitise one image and write its record, JSON and optional overlay. Raises a user error with a sentence."""
-    from ecgcore.digitize import digitize, overlay_traces, write_wfdb
+    from ecgcore.digitize import digitize, overlay_traces, wfdb_record_name, write_wfdb
     from ecgcore.imageio import atomic_write_bytes, encode_png, read_image
     from ecgcore.segmentation import segment_with_margin
 
@@ -123,7 +128,7 @@ def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argpa
     scale = loaded.scale if (rgb is not None and mask_path is None) else 1.0
     if scale != 1.0:
         _to_original_pixels(dig, scale)
-    stem = path.stem
+    stem = wfdb_record_name(path.stem)  # every output of the image is named as its record
     write_wfdb(dig, args.out, stem)
     info = dig.to_json()
     info["image"] = str(path)

@@ -28,7 +28,20 @@ def test_home_lists_datasets_models_and_links(home):
     assert set(models["model"]) >= {"segmentation_unet", "classifier_signal", "classifier_image"}
     links = {link.label for link in at.get("page_link")}
     assert links == {"Augmentation Studio", "Jobs", "Curation", "Classify"}
+    assert all(link.proto.icon.startswith(":material/") for link in at.get("page_link"))
     assert any("PTB-XL is not configured" in w.value for w in at.warning)
+
+
+def test_icons_are_material_symbols_not_emoji():
+    """Emoji show as empty boxes where no emoji font is installed; Streamlit's Material icons come with the app."""
+    import re
+
+    from tests.conftest import REPO
+
+    emoji = re.compile("[\u2190-\u2bff\u2600-\u27bf\ufe0f\U0001f000-\U0001ffff]")
+    for path in [REPO / "app.py", *sorted((REPO / "pages").glob("*.py"))]:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            assert not emoji.search(line), f"{path.name}:{number}: {line.strip()}"
 
 
 def test_home_shows_ptbxl_when_configured(home, ptbxl_dir, monkeypatch):

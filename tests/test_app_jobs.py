@@ -47,6 +47,8 @@ def test_a_generation_job_launched_from_the_form_finishes(jobs_page, tmp_path):
     table = at.dataframe[0].value
     assert table.loc[0, "status"].endswith("finished") and table.loc[0, "done"] == "3/3"
     assert table.loc[0, "progress"] == 1.0
+    assert table.loc[0, "job"] == "Generate PTB-V: tiny (3 samples)"  # named by what it makes
+    assert at.selectbox(key="jobs_selected").options[0] == "#1 Generate PTB-V: tiny (3 samples)"
     assert any("--out" in c.value and "tiny" in c.value for c in at.code)  # the command, pasteable
     assert any("3 samples complete" in c.value for c in at.code)  # the log tail
     assert at.button(key="cancel_1").disabled and not at.button(key="rerun_1").disabled
@@ -182,3 +184,34 @@ def _widget(at, key):
         except KeyError:
             continue
     raise KeyError(key)
+
+
+def test_rerun_and_resume_of_a_cancelled_job_select_the_new_job(jobs_page, tmp_path):
+    """Re-run (and then Resume) on a cancelled job start a new job and show it, with no widget-state error; each
+    further click on the shown job works too."""
+    runner = JobRunner(tmp_path / "ws")
+    out = tmp_path / "ws" / "datasets" / "long"
+    job = runner.launch("generate_ptb_v", ["--synthetic", "--out", str(out), "-n", "500", "--size", "400x300"])
+    runner.cancel(job.id)
+    assert runner.wait(job.id, timeout=30).status == "cancelled"
+
+    at = jobs_page
+    at.run()
+    assert at.selectbox(key="jobs_selected").value == job.id
+    at.button(key=f"rerun_{job.id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rerun = runner.list()[0]
+    assert rerun.parent_id == job.id
+    assert at.selectbox(key="jobs_selected").value == rerun.id
+    assert any(f"Started job #{rerun.id}" in s.value for s in at.success)
+    assert not at.button(key=f"cancel_{rerun.id}").disabled  # the view shows the new, running job
+
+    at.button(key=f"cancel_{rerun.id}").click().run()
+    assert runner.wait(rerun.id, timeout=30).status == "cancelled"
+    at.run()
+    at.button(key=f"resume_{rerun.id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    resumed = runner.list()[0]
+    assert resumed.parent_id == rerun.id and at.selectbox(key="jobs_selected").value == resumed.id
+    runner.cancel(resumed.id)
+    assert runner.wait(resumed.id, timeout=30).status == "cancelled"

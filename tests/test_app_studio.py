@@ -148,3 +148,68 @@ def test_widget_state_round_trips_every_preset():
         again = preset_from_state(state_from_preset(preset))
         assert again.diff(preset) == {}
         assert Preset.from_json(json.loads(json.dumps(preset_json(preset)))).diff(preset) == {}
+
+
+def _as_shown(markdown: str) -> str:
+    """What CommonMark shows for an escaped sentence (pages.plain escapes every punctuation character)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def test_preset_name_sentences_are_about_what_was_typed(studio, tmp_path):
+    for typed, words in (("", "the preset name is empty"), ("a\\b", "the preset name 'a\\b' contains a path"),
+                         ("x" * 121, "'" + "x" * 121 + "' is not allowed; use up to 120")):
+        studio.text_input(key="studio_preset_name").set_value(typed)
+        studio.button(key="studio_save").click().run()
+        shown = [_as_shown(e.value) for e in studio.error]
+        assert len(shown) == 1 and words in shown[0] and ".json" not in shown[0], (typed, shown)
+    studio.text_input(key="studio_preset_name").set_value("a\\b")
+    studio.button(key="studio_save").click().run()
+    assert "without '/', '\\' or '..'" in _as_shown(studio.error[0].value)  # the backslash survives Markdown
+    studio.text_input(key="studio_preset_name").set_value("x" * 118)  # 118 + '.json' is fine: the name is 118 long
+    studio.button(key="studio_save").click().run()
+    assert not studio.error and (tmp_path / "ws" / "presets" / ("x" * 118 + ".json")).is_file()
+
+
+def test_saving_over_an_existing_preset_asks_first(studio, tmp_path):
+    presets = tmp_path / "ws" / "presets"
+    studio.text_input(key="studio_preset_name").set_value("noisy")
+    studio.button(key="studio_save").click().run()
+    first = (presets / "noisy.json").read_text()
+
+    studio.slider(key="p:white_noise_sd:mu").set_value(40.0).run()
+    studio.button(key="studio_save").click().run()
+    assert (presets / "noisy.json").read_text() == first  # not overwritten unasked
+    assert any("'noisy.json' is already in the workspace presets folder" in _as_shown(w.value) for w in studio.warning)
+    studio.button(key="studio_save_pending_keep").click().run()
+    assert (presets / "noisy.json").read_text() == first
+    assert json.loads((presets / "noisy-2.json").read_text())["params"]["white_noise_sd"]["mu"] == 40.0
+    assert not studio.warning and any("Saved noisy-2.json" in _as_shown(s.value) for s in studio.success)
+
+    studio.button(key="studio_save").click().run()
+    studio.button(key="studio_save_pending_replace").click().run()
+    assert json.loads((presets / "noisy.json").read_text())["params"]["white_noise_sd"]["mu"] == 40.0
+    studio.button(key="studio_save").click().run()
+    studio.button(key="studio_save_pending_cancel").click().run()
+    assert not studio.warning and sorted(p.name for p in presets.iterdir()) == ["noisy-2.json", "noisy.json"]
+
+
+def test_continue_in_jobs_keeps_a_preset_of_the_same_name(studio, tmp_path):
+    presets = tmp_path / "ws" / "presets"
+    presets.mkdir(parents=True, exist_ok=True)
+    (presets / "rotated.json").write_text('{"note": "the user\'s own preset"}\n')
+    studio.text_input(key="studio_ds_name").input("rotated").run()
+    studio.button(key="studio_to_jobs").click().run()
+    assert not studio.exception, [e.value for e in studio.exception]
+    assert (presets / "rotated.json").read_text() == '{"note": "the user\'s own preset"}\n'
+    assert "params" in json.loads((presets / "rotated-2.json").read_text())
+
+
+def test_new_seed_at_the_largest_seed_starts_again_and_says_so(studio):
+    from ecgcore.constants import SEED_MAX
+
+    studio.number_input(key="studio_seed").set_value(SEED_MAX - 1).run()
+    studio.button(key="studio_new_seed").click().run()
+    assert studio.number_input(key="studio_seed").value == SEED_MAX and not studio.exception
+    studio.button(key="studio_new_seed").click().run()
+    assert studio.number_input(key="studio_seed").value == 0
+    assert any(f"{SEED_MAX} is the largest seed" in c.value for c in studio.caption)

@@ -169,6 +169,13 @@ def test_jobs_launch_a_tiny_generation(page, server):
     assert len(list((ws / "datasets" / "web-made").glob("[0-9]*.json"))) == 2
     _idle(page, 2.5)
     _shot(page, "3_jobs")
+    # Re-run shows the new job (no widget-state error), and stays on it while it runs and after
+    page.get_by_role("button", name="Re-run").click()
+    page.get_by_text("the re-run of #1").wait_for()
+    _idle(page, 2.5)
+    assert not page.locator('[data-testid="stException"]').count()
+    shown = page.locator(".st-key-jobs_selected input").input_value()  # the notice is shown on the job it names
+    assert shown.startswith("#2 Generate PTB-V: web-made"), shown
 
 
 def test_curation_keyboard_discard(page, server):
@@ -276,7 +283,7 @@ def test_classify_upload(page, server, tmp_path):
 
     url, _ = server
     photo = synthesize_photo(synthetic_record(21), seed=21, size=(1400, 1050))
-    path = tmp_path / "uploaded_ecg.png"
+    path = tmp_path / "real photo: ecg (1).png"  # a name as people's files have them; WFDB allows none of ' :()'
     buffer = io.BytesIO()
     Image.fromarray(photo.image).save(buffer, format="PNG")
     path.write_bytes(buffer.getvalue())
@@ -287,3 +294,21 @@ def test_classify_upload(page, server, tmp_path):
     _idle(page, 2.0)
     assert page.get_by_text("not medical advice").first.is_visible()
     _shot(page, "5_classify")
+    if page.get_by_text("Model missing").count():
+        pytest.skip("the shipped weights are missing, so there is no record to download")
+
+    import zipfile
+
+    import wfdb
+
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Record (WFDB, zip)").click()
+    download = download_info.value
+    assert download.suggested_filename == "real_photo_ecg_1_wfdb.zip"
+    archive = tmp_path / "record.zip"
+    download.save_as(archive)
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["real_photo_ecg_1.dat", "real_photo_ecg_1.hea"]
+        zf.extractall(tmp_path / "record")
+    record = wfdb.rdrecord(str(tmp_path / "record" / "real_photo_ecg_1"))
+    assert record.n_sig == 12 and record.units == ["mV"] * 12 and record.sig_len > 0

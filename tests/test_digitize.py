@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import CURVE, GRID_X, GRID_Y, LEAD_INDEX, LEAD_NAMES
-from ecgcore.digitize import DigitizedEcg, digitize, overlay_traces, write_wfdb
+from ecgcore.digitize import WFDB_RECORD_NAME_RE, DigitizedEcg, digitize, overlay_traces, wfdb_record_name, write_wfdb
 from ecgcore.errors import DigitizationError
 from ecgcore.evaluate import compare_signals
 from ecgcore.imageio import encode_png
@@ -156,6 +156,34 @@ def test_wfdb_record_and_json(tmp_path, synthetic):
     assert not list(tmp_path.glob(".rec-*"))  # no temporary folder left behind
 
 
+NASTY_STEMS = ["real photo: ecg00005", "real_photo:_ecg00005", "patient_ecg_(1)", "ÉCG müller", "心电图", "",
+               "ecg.v2.final", "..", " -lead- ", "a" * 80, "100", "ecg\\back/slash", "tab\there"]
+
+
+@pytest.mark.parametrize("stem", NASTY_STEMS)
+def test_any_file_name_becomes_a_record_that_wfdb_reads_back(tmp_path, stem):
+    import wfdb
+
+    signal = np.full((200, 12), np.nan)
+    signal[:, 1] = np.sin(np.arange(200) / 10.0)
+    dig = DigitizedEcg(signal=signal, fs=100, layout="12x1", rotation_deg=0.0, px_per_mm=6.0, leads=[], quality={})
+    record_path = write_wfdb(dig, tmp_path, stem)
+    assert record_path.name == wfdb_record_name(stem) and WFDB_RECORD_NAME_RE.fullmatch(record_path.name)
+    record = wfdb.rdrecord(str(record_path))
+    assert record.record_name == record_path.name and record.sig_name == list(LEAD_NAMES)
+    assert np.nanmax(np.abs(record.p_signal[:, 1] - signal[:, 1])) < 1e-3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{record_path.name}.dat", f"{record_path.name}.hea"]
+
+
+def test_record_names_keep_what_they_can():
+    assert wfdb_record_name("real_photo:_ecg00005") == "real_photo_ecg00005"
+    assert wfdb_record_name("patient_ecg_(1)") == "patient_ecg_1"
+    assert wfdb_record_name("ÉCG müller") == "ECG_muller"
+    assert wfdb_record_name("") == wfdb_record_name("心电图") == "ecg"
+    assert wfdb_record_name("ecg_00012") == "ecg_00012"  # a valid name is kept as it is
+    assert len(wfdb_record_name("a" * 80)) == 50
+
+
 def test_overlay_draws_the_traces(synthetic):
     paper = render(synthetic, "seed-3x4", PaperOptions(px_per_mm=6.0))
     dig = digitize(paper.mask)
@@ -265,6 +293,52 @@ def test_cli_writes_record_json_and_overlay(tmp_path, synthetic):
     assert reading["reliable"] and reading["einthoven_db"] >= 5 and reading["goldberger_db"] >= 5, reading
     assert info["quality"]["einthoven_db"] == reading["einthoven_db"]
     assert {p.name for p in out.iterdir()} == {"photo.hea", "photo.dat", "photo.json", "photo_digitized.png"}
+
+
+def test_cli_names_every_output_as_a_valid_wfdb_record(tmp_path, synthetic):
+    import wfdb
+
+    photo = synthesize_photo(synthetic, seed=1, layout="6x2", size=(1000, 750))
+    (tmp_path / "patient ecg (1).jpg").write_bytes(photo.jpeg)
+    (tmp_path / "mask.png").write_bytes(encode_png(photo.mask))
+    out = tmp_path / "out"
+    result = _cli(str(tmp_path / "patient ecg (1).jpg"), "--mask", str(tmp_path / "mask.png"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"patient_ecg_1.hea", "patient_ecg_1.dat", "patient_ecg_1.json"}
+    assert wfdb.rdrecord(str(out / "patient_ecg_1")).sig_name == list(LEAD_NAMES)
+
+    (tmp_path / "patient_ecg_1.jpg").write_bytes(photo.jpeg)  # the same record name: refused before anything runs
+    result = _cli(str(tmp_path / "patient ecg (1).jpg"), str(tmp_path / "patient_ecg_1.jpg"), "--out",
+                  str(tmp_path / "out2"))
+    assert result.returncode == 2 and "same record name (patient_ecg_1" in result.stderr, result.stderr
+    assert not (tmp_path / "out2").exists()
+
+
+def _five_rows_without_pulses(synthetic) -> np.ndarray:
+    """A 12x1 page with its pulses and its last seven rows erased: five rows of trace, which no layout has."""
+    paper = render(synthetic, "12x1", PaperOptions(px_per_mm=6.0))
+    mask = paper.mask.copy()
+    for i, (box, cell) in enumerate(zip(paper.leads, paper.layout.cells)):
+        x0, y0, y1 = int(box.quad[0, 0]), int(box.quad[:, 1].min()), int(box.quad[:, 1].max())
+        region = mask[y0: y1 + 1] if i >= 5 else mask[:, x0: x0 + int(9 * 6.0) + 2] if cell.pulse else None
+        if region is not None:
+            region[region == CURVE] = 0
+    return mask
+
+
+def test_an_unknown_layout_is_asked_for_in_words_and_the_cli_adds_its_option(tmp_path, synthetic):
+    mask = _five_rows_without_pulses(synthetic)
+    with pytest.raises(DigitizationError) as info:
+        digitize(mask)
+    sentence = str(info.value)  # what the Classify page shows: no command-line syntax
+    assert "5 rows of trace" in sentence and "choose the layout (seed-3x4, 3x4+II" in sentence
+    assert "--" not in sentence and "|" not in sentence
+    (tmp_path / "five.png").write_bytes(encode_png(np.full((*mask.shape, 3), 255, np.uint8)))
+    (tmp_path / "five_mask.png").write_bytes(encode_png(mask))
+    result = _cli(str(tmp_path / "five.png"), "--mask", str(tmp_path / "five_mask.png"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    line = next(e for e in result.stderr.splitlines() if e.startswith("error:") and "five" in e)
+    assert line.endswith("3x4 or 3x4+3) with --layout NAME."), line
 
 
 def test_cli_bad_inputs_get_one_line_and_exit_2(tmp_path):

@@ -216,6 +216,23 @@ def test_saving_an_upload_stays_in_the_uploads_folder(classify, tmp_path):
     assert sorted(p.name for p in (ws / "uploads").iterdir()) == ["kept.png"]
 
 
+def test_saving_an_upload_under_a_taken_name_asks_first(classify, tmp_path):
+    uploads = tmp_path / "ws" / "uploads"
+    upload(classify, "ecg.png", good_photo(8))
+    classify.button(key="cls_save").click().run()
+    upload(classify, "ecg.png", good_photo(9))
+    classify.button(key="cls_save").click().run()
+    assert (uploads / "ecg.png").read_bytes() == good_photo(8)  # not overwritten unasked
+    assert any("'ecg.png' is already in the workspace uploads folder" in w.value.replace("\\", "")
+               for w in classify.warning)
+    next(b for b in classify.button if b.label == "Keep both: save as ecg-2.png").click().run()
+    assert (uploads / "ecg-2.png").read_bytes() == good_photo(9) and (uploads / "ecg.png").read_bytes() == good_photo(8)
+    classify.button(key="cls_save").click().run()
+    next(b for b in classify.button if b.label == "Replace it").click().run()
+    assert (uploads / "ecg.png").read_bytes() == good_photo(9)
+    assert sorted(p.name for p in uploads.iterdir()) == ["ecg-2.png", "ecg.png"] and not classify.exception
+
+
 # --- Studio: bad presets -------------------------------------------------------------------------------------
 
 BAD_PRESETS = {  # file name -> (content, what the error must name)

@@ -144,3 +144,30 @@ def test_two_jobs_never_write_to_the_same_folder_at_once(runner, tmp_path):
     runner.cancel(first.id)
     runner.wait(first.id, timeout=30)
     assert runner.wait(runner.launch("generate_ptb_v", _generate_args(out, 1)).id, timeout=60).status == "finished"
+
+
+def test_jobs_are_named_by_what_they_make(runner, tmp_path):
+    from ecgcore.jobs import job_name
+
+    ws = tmp_path / "ws"
+    assert job_name("generate_ptb_v", ["--synthetic", "--out", str(ws / "datasets" / "d"), "-n", "50"]) == \
+        "Generate PTB-V: d (50 samples)"
+    assert job_name("train_segmentation", ["--data", "a,b", "--out", str(ws / "runs" / "run_x")]) == \
+        "Train segmentation: run_x"
+    assert job_name("train_classifier", ["--kind", "image", "--out=runs/ri"]) == "Train classifier (image): ri"
+    assert job_name("evaluate", ["digitization", "--data", str(ws / "datasets" / "test")]) == \
+        "Evaluate digitization: test"
+    assert job_name("score_dataset", ["--data", "datasets/tiny"]) == "Score dataset: tiny"
+    assert job_name("build_crops", ["--data", "d", "--out", "crops/c1"]) == "Build crops: c1"
+    assert job_name("generate_ptb_v", []) == PIPELINES["generate_ptb_v"].title  # nothing to name it by
+
+    job = runner.launch("generate_ptb_v", ["--synthetic", "--out", str(ws / "datasets" / "one"), "-n", "1",
+                                           "--size", "256x256"])
+    assert job.name == "Generate PTB-V: one (1 sample)"
+    runner.wait(job.id, timeout=60)
+    # a job recorded before jobs were named by what they make shows the new name too
+    import sqlite3
+
+    with sqlite3.connect(runner.db_path) as db:
+        db.execute("UPDATE jobs SET name = ? WHERE id = ?", (PIPELINES["generate_ptb_v"].title, job.id))
+    assert runner.get(job.id).name == "Generate PTB-V: one (1 sample)"

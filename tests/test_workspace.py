@@ -62,3 +62,46 @@ def test_list_datasets_finds_only_ptbv_folders(tmp_path):
 
 def test_check_name_returns_the_stripped_name():
     assert check_name(" run-1 ") == "run-1"
+
+
+def test_sentences_quote_the_name_as_typed():
+    with pytest.raises(WorkspaceError) as info:
+        check_name("a\\b", what="preset name")
+    assert "the preset name 'a\\b' contains a path" in str(info.value)  # one backslash, as typed
+    assert "without '/', '\\' or '..'" in str(info.value)
+    with pytest.raises(WorkspaceError) as info:
+        check_name("tab\there", what="file name")
+    assert "'tab\\there'" in str(info.value) and "\t" not in str(info.value)  # unprintable: escaped, one line
+
+
+def test_a_suffix_is_added_after_the_check_so_the_sentence_is_about_the_typed_name(tmp_path):
+    assert safe_join(tmp_path, "harsh", suffix=".json") == tmp_path.resolve() / "harsh.json"
+    assert safe_join(tmp_path, "harsh.json", suffix=".json") == tmp_path.resolve() / "harsh.json"
+    assert safe_join(tmp_path, "x" * 118, suffix=".json").name == "x" * 118 + ".json"  # the limit is the typed name's
+    for typed, words in (("", "is empty"), ("x" * 121, "up to 120"), (".json", "'.json' is not allowed")):
+        with pytest.raises(WorkspaceError) as info:
+            safe_join(tmp_path, typed, what="preset name", suffix=".json")
+        assert words in str(info.value)
+        assert typed.endswith(".json") or ".json" not in str(info.value)  # no suffix the user did not type
+
+
+def test_unique_path_keeps_both(tmp_path):
+    from ecgcore.workspace import unique_path
+
+    assert unique_path(tmp_path / "a.json") == tmp_path / "a.json"
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "a-2.json").write_text("{}")
+    assert unique_path(tmp_path / "a.json") == tmp_path / "a-3.json"
+
+
+@pytest.mark.parametrize("sentence", ["the file name 'a\\b' contains a path; use a plain name without '/', '\\' or '..'.",
+                                      "the run name '*bold* _it_ [x](y) `c` $m$ <b> #h' is not allowed."])
+def test_pages_show_sentences_literally(sentence):
+    """st.error's text is Markdown; pages.plain escapes it so that CommonMark shows every character as typed."""
+    import re
+
+    from pages import plain
+
+    escaped = plain(sentence)
+    assert not re.search(r"(?<!\\)[*_`\[\]$<#]", escaped.replace("\\\\", ""))  # nothing left to format
+    assert re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", escaped) == sentence  # CommonMark's unescape gives it back
