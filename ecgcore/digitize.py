@@ -65,7 +65,7 @@ from .constants import (
 from .errors import DigitizationError
 from .gridfind import MAJOR_MM, GridFit, find_grid
 from .layouts import LAYOUT_NAMES, SAME_PULSES, Layout, LeadCell, make_layout
-from .physics import Reading, assess_reading, consistency_score, limb_consistency
+from .physics import RELIABLE_MIN_DB, Reading, assess_reading, consistency_score, limb_consistency
 from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
 from .render import LeadBox
 
@@ -224,8 +224,13 @@ def digitize(
 
 
 def _checked(dig: DigitizedEcg) -> DigitizedEcg:
-    """The limb-lead physics of the reading, in its quality report (see ecgcore.physics)."""
-    dig.quality.update(limb_consistency(dig.signal, dig.fs))
+    """The limb-lead physics of the reading, in its quality report (see ecgcore.physics): a reading that breaks a
+    law, or whose limb leads cannot be checked, is flagged and not ok."""
+    laws = limb_consistency(dig.signal, dig.fs)
+    dig.quality.update(laws)
+    if any(db is None or db < RELIABLE_MIN_DB for db in laws.values()):
+        dig.quality["flags"] = [*dig.quality.get("flags", []), "limb_leads_inconsistent"]
+        dig.quality["ok"] = False
     return dig
 
 
@@ -307,9 +312,10 @@ def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_star
     placed = [(r, v) for r, v in enumerate(rows) if v is not None]
     cells = [LeadCell(LEAD_NAMES[k % len(LEAD_NAMES)], r, 0, u_start, v - row_h / 2 - 1.0, u_end - u_start, row_h,
                       0.0, 1.0, False) for k, (r, v) in enumerate(placed)]
+    # One tracking pass, without settling the ink that two rows' paths share (_owners): the time-origin search needs
+    # the rows' shapes, not every crossing QRS, and this read is as long as a whole page's.
     touch = TOUCH_PX / paper.px_per_mm
-    owner = _owners(paper, cells, touch)
-    columns = [_cell_columns(paper, cell, RUN_SPLIT_MM, (owner < 0) | (owner == b)) for b, cell in enumerate(cells)]
+    columns = [_cell_columns(paper, cell, RUN_SPLIT_MM) for cell in cells]
     paths = _track_all(columns, touch)
     grid = u_start + np.arange(int(np.floor((u_end - u_start) / SEARCH_STEP_MM)) + 1) * SEARCH_STEP_MM
     strips = np.full((len(rows), len(grid)), np.nan)

@@ -4,6 +4,7 @@
 
 Keys (seconds unless named): render_s_per_sample, synthesis_s_per_sample, preview_rerender_ms,
 segmentation_s_per_photo, segmentation_s_phone_photo (a 12 MP photo, 4032x3024), digitize_s_per_photo,
+digitize_s_placed_from_page (a photo without calibration pulses: the layout also placed from the page),
 classify_end_to_end_s, peak_rss_mb, machine. A figure whose stage is not available (e.g. no shipped weights) is null,
 with the reason under "notes".
 """
@@ -85,9 +86,41 @@ def bench_scaling(n: int = 24) -> dict[str, float]:
     return out
 
 
+def bench_page_placement(segmenter, repeats: int) -> float:
+    """Digitising a 3x4+II photo whose calibration pulses are erased from the class map: with no pulse to anchor the
+    layout table, the reader also places the layout from the page (rows read across the page, the time origin
+    searched, the page read again): the slowest path a photo takes."""
+    import cv2
+    import numpy as np
+
+    from ecgcore.constants import BACKGROUND, CURVE
+    from ecgcore.digitize import digitize
+    from ecgcore.layouts import pulse_width_mm
+
+    photo = synthesize_photo(synthetic_record(3), 12, layout="3x4+II", size=DEFAULT_PHOTO_SIZE)
+    class_map, margin = segmenter.predict_with_margin(photo.image) if segmenter is not None else (photo.mask, None)
+    class_map = class_map.copy()
+    pulse = np.zeros(class_map.shape, np.uint8)
+    for box in photo.leads:
+        if box.t0 == 0.0:  # the row's first cell starts with its pulse
+            q = box.quad.astype(np.float64)  # top-left, top-right, bottom-left, bottom-right
+            cell_w = float(np.hypot(*(q[1] - q[0])))
+            f = min(1.0, (pulse_width_mm(25.0) + 0.5) * photo.px_per_mm / max(cell_w, 1.0))
+            tl, bl = q[0], q[2]
+            tr, br = tl + f * (q[1] - q[0]), bl + f * (q[3] - q[2])
+            cv2.fillConvexPoly(pulse, np.round([tl, tr, br, bl]).astype(np.int32), 1)
+    erase = (pulse > 0) & (class_map == CURVE)
+    class_map[erase] = BACKGROUND
+    if margin is not None:
+        margin = margin.copy()
+        margin[erase] = -1.0
+    return median_time(lambda: digitize(class_map, layout="auto", curve_margin=margin), repeats)
+
+
 def bench_models(repeats: int, notes: dict[str, str]) -> dict[str, float | None]:
     figures: dict[str, float | None] = {
         "segmentation_s_per_photo": None, "segmentation_s_phone_photo": None, "digitize_s_per_photo": None,
+        "digitize_s_placed_from_page": None,
         "classify_end_to_end_s": None,
     }
     photo = synthesize_photo(synthetic_record(2), 11, size=DEFAULT_PHOTO_SIZE)
@@ -114,6 +147,10 @@ def bench_models(repeats: int, notes: dict[str, str]) -> dict[str, float | None]
                                                       repeats)
     except Exception as exc:
         notes["digitize_s_per_photo"] = f"{type(exc).__name__}: {exc}"
+    try:
+        figures["digitize_s_placed_from_page"] = bench_page_placement(segmenter, repeats)
+    except Exception as exc:
+        notes["digitize_s_placed_from_page"] = f"{type(exc).__name__}: {exc}"
     try:
         from ecgcore.analyze import analyze_photo
 
