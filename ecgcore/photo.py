@@ -24,9 +24,10 @@ import numpy as np
 
 from .backgrounds import make_background
 from .constants import CURVE, CURVE_MASK_MIN_COVERAGE
-from .imageio import encode_jpeg
-from .layouts import make_layout
+from .imageio import encode_jpeg, encode_png
+from .layouts import styled_layout
 from .params import Preset
+from .printstyle import Annotation, printer_style
 from .render import LeadBox, PaperOptions, RenderedPaper, render
 from .signals import EcgRecord
 
@@ -51,6 +52,9 @@ class Photo:
     paper: RenderedPaper
     homography: np.ndarray  # 3x3, paper pixels -> photo pixels (before curl)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # labels, text lines, lead-change marks and pulses with quads in photo pixels (mapped like the lead quads)
+    annotations: list[Annotation] = field(default_factory=list)
+    image_format: str = "jpeg"  # what ``jpeg`` holds: "jpeg", or "png" (a scan saved losslessly)
 
 
 def synthesize_photo(
@@ -65,7 +69,10 @@ def synthesize_photo(
 ) -> Photo:
     """Render ``record`` and photograph it. ``seed`` fixes every random choice; ``values`` overrides drawn values.
 
-    ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it.
+    ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it. The
+    print-stage parameters restyle the printout (at their defaults it is printed exactly as ``paper_options`` says);
+    ``capture`` = "scan" makes a flat scan of the page at ``scan_dpi`` instead of a photo, whose size is then the
+    page's at that resolution (``size`` is not used).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -82,12 +89,17 @@ def synthesize_photo(
         params.update(values)
     width, height = size
     paper_options = paper_options or PaperOptions()
-    lay = make_layout(layout, paper_options.paper_speed)
+    layout_style, print_style, paper_changes = printer_style(params, seed)
+    if paper_changes:
+        paper_options = replace(paper_options, **paper_changes)
+    lay = styled_layout(layout, paper_options.paper_speed, layout_style)
+    if params["capture"] == "scan":
+        return _scan(record, seed, params, lay, paper_options, print_style, timings, lap)
 
     # 1. Fit the paper to the photo and render it at that resolution.
     fit = params["original_image_scaling_factor"] * FIT_MARGIN
     ppm = max(1.0, fit * min(width / lay.width_mm, height / lay.height_mm))
-    paper = render(record, lay, replace(paper_options, px_per_mm=ppm))
+    paper = render(record, lay, replace(paper_options, px_per_mm=ppm), style=print_style)
     lap("render")
 
     # 2. Shadow (or flash) and crease on the paper.
@@ -102,6 +114,8 @@ def synthesize_photo(
     warped, mask = _warp(rgba, paper, homography, curl_px, (width, height))
     quads = [_map_points(box.quad, homography, curl_px, pw) for box in paper.leads]
     leads = [LeadBox(box.name, q, box.t0, box.t1) for box, q in zip(paper.leads, quads)]
+    annotations = [Annotation(a.kind, a.name, _map_points(a.quad, homography, curl_px, pw), a.text)
+                   for a in paper.annotations]
     lap("geometry")
 
     # 4. Onto the background.
@@ -137,7 +151,49 @@ def synthesize_photo(
         paper=paper,
         homography=homography,
         timings_ms=timings,
+        annotations=annotations,
     )
+
+
+def _scan(record: EcgRecord, seed: int, params: dict[str, Any], lay, paper_options: PaperOptions, print_style,
+          timings: dict[str, float], lap) -> Photo:
+    """A flat scan: the page rendered at the scan's dpi, turned by a small skew about its centre on a white
+    scanner lid, blurred by the optics, with sensor noise, saved as JPEG or PNG. No background, no light stages."""
+    ppm = float(params["scan_dpi"]) / 25.4
+    paper = render(record, lay, replace(paper_options, px_per_mm=ppm), style=print_style)
+    lap("render")
+    ph, pw = paper.mask.shape
+    a = np.deg2rad(params["scan_skew"])
+    c = np.array([(pw - 1) / 2, (ph - 1) / 2])
+    rotate = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float64)
+    homography = (np.array([[1, 0, c[0]], [0, 1, c[1]], [0, 0, 1]]) @ rotate
+                  @ np.array([[1, 0, -c[0]], [0, 1, -c[1]], [0, 0, 1]]))
+    rgba = np.dstack([paper.image, np.full((ph, pw), 255, np.uint8)])
+    warped, mask = _warp(rgba, paper, homography, 0.0, (pw, ph))
+    leads = [LeadBox(b.name, _map_points(b.quad, homography, 0.0, pw), b.t0, b.t1) for b in paper.leads]
+    annotations = [Annotation(x.kind, x.name, _map_points(x.quad, homography, 0.0, pw), x.text)
+                   for x in paper.annotations]
+    lap("geometry")
+    lid = np.float32(248.0)  # the scanner lid, slightly off-white, where the skewed page leaves the glass bare
+    alpha = warped[..., 3:].astype(np.float32) * (1.0 / 255.0)
+    photo = warped[..., :3].astype(np.float32) * alpha + lid * (1.0 - alpha)
+    lap("background")
+    sigma = params["scan_blur"]
+    if sigma >= 0.05:
+        photo = cv2.GaussianBlur(photo, (0, 0), sigma)
+    lap("optics")
+    _white_noise(photo, 1.0, params["scan_noise_sd"], seed)
+    image = np.clip(photo + 0.5, 0, 255).astype(np.uint8)
+    lap("noise")
+    if params["scan_format"] == "png":
+        data, fmt = encode_png(image), "png"
+    else:
+        data, fmt = encode_jpeg(image, int(params["jpeg_quality"])), "jpeg"
+        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    lap("jpeg")
+    return Photo(image=image, jpeg=data, mask=mask, leads=leads, px_per_mm=ppm, px_per_mm_xy=(ppm, ppm),
+                 angle_deg=float(params["scan_skew"]), params=params, paper=paper, homography=homography,
+                 timings_ms=timings, annotations=annotations, image_format=fmt)
 
 
 def _shade_paper(image: np.ndarray, params: dict[str, Any], ppm: float) -> np.ndarray:
