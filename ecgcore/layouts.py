@@ -163,6 +163,7 @@ RHYTHM_CHOICES: tuple[str, ...] = ("layout", "1", "2", "3")
 # Rhythm strips of a 3x4 printout by their number (1: lead II as in 3x4+II, 3: as in 3x4+3).
 RHYTHM_LEADS_BY_COUNT: dict[int, tuple[str, ...]] = {1: ("II",), 2: ("II", "V1"), 3: RHYTHM_LEADS_3}
 ROW_MM_BY_ROWS: dict[int, float] = {4: 40.0, 5: 32.0, 6: 25.0}  # row height of a 3x4 with 1, 2 or 3 strips
+MIN_ROW_SHARE = 0.75
 PULSE_ROW_END_GAP_MM = 1.5  # blank paper between a row's last trace and a pulse printed after it
 
 
@@ -249,7 +250,9 @@ def styled_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED, style: La
     if style.page != "auto":
         page_w, page_h = PAGE_SIZES_MM[style.page]
         room = page_h - top - style.footer_mm
-        row_h = min(row_h, room / n_rows)  # a sheet too short for the rows: they move closer (traces may overlap)
+        # A sheet too short for the rows: they move closer (traces may overlap, as on real sheets), down to
+        # MIN_ROW_SHARE of their height; below that the sheet grows instead.
+        row_h = max(min(row_h, room / n_rows), MIN_ROW_SHARE * row_h)
     cells: list[LeadCell] = []
     pulses: list[Pulse] = []
     right = left

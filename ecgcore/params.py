@@ -312,6 +312,34 @@ class Preset:
         return Preset(dists)
 
 
+# Presets shipped with the code, resolvable by name (weights/presets/NAME.json); 'default' is the schema's defaults.
+SHIPPED_PRESETS_DIR = Path(__file__).resolve().parents[1] / "weights" / "presets"
+
+
+def shipped_preset_names() -> list[str]:
+    """Names ``resolve_preset`` accepts besides paths: 'default' and the shipped presets."""
+    return ["default", *sorted(p.stem for p in SHIPPED_PRESETS_DIR.glob("*.json"))]
+
+
+def resolve_preset(spec: str | Path | None) -> Preset:
+    """A preset from a path to a JSON file, or from a name: 'default' or a shipped preset ('harsh', 'mixed').
+
+    A path that exists wins over a name; anything else is a PresetError naming the known presets.
+    """
+    if spec is None or str(spec) == "default":
+        return Preset()
+    path = Path(spec)
+    if path.is_file():
+        return Preset.load(path)
+    shipped = SHIPPED_PRESETS_DIR / f"{spec}.json"
+    if path.name == str(spec) and path.suffix != ".json" and shipped.is_file():
+        return Preset.load(shipped)
+    if path.suffix == ".json" or len(path.parts) > 1:
+        return Preset.load(path)  # a missing file: its own sentence
+    raise PresetError(f"preset {str(spec)!r} is neither a file nor a shipped preset; known presets: "
+                      f"{', '.join(shipped_preset_names())}.")
+
+
 def draw(param: Param, dist: Dist, rng: np.random.Generator) -> Any:
     kind, args = dist.kind, dist.args
     if kind == "choice":

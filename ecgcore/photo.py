@@ -356,8 +356,15 @@ def _optics(photo: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     return photo
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = None, alpha: float = 0.65) -> np.ndarray:
-    """The photo with mask classes coloured over it and the lead quads outlined (for people to look at)."""
+# Outline colours (RGB) of the annotation kinds in overlays.
+ANNOTATION_COLORS: dict[str, tuple[int, int, int]] = {"label": (0, 190, 0), "text": (170, 0, 200), "mark": (0, 90, 255),
+                                                     "pulse": (255, 140, 0)}
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = None, alpha: float = 0.65,
+            annotations: list[Annotation] | None = None) -> np.ndarray:
+    """The photo with mask classes coloured over it, the lead quads outlined, and optionally the boxes of labels
+    (green), text lines (purple), lead-change marks (blue) and pulses (orange) (for people to look at)."""
     from .constants import CLASS_COLORS
 
     out = image.copy()
@@ -369,4 +376,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = N
         poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
         cv2.polylines(out, [poly], True, (20, 160, 40), 2, cv2.LINE_AA)
         cv2.putText(out, box.name, tuple(int(v) for v in q[0] + [4, 18]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 120, 40), 2)
+    line = max(1, int(round(max(image.shape[:2]) / 800)))
+    for a in annotations or []:
+        q = a.quad
+        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+        cv2.polylines(out, [poly], True, ANNOTATION_COLORS[a.kind], line, cv2.LINE_AA)
     return out
