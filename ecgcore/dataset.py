@@ -212,6 +212,9 @@ def validate_sample(folder: str | Path, sid: str) -> list[str]:
     for lead in meta["leads"]:
         if len(lead.get("quad", [])) != 8 or not 0 <= lead.get("t0", -1) < lead.get("t1", -1):
             problems.append(f"lead {lead.get('name')}: bad quad or t0/t1")
+    for label in meta.get("labels", []):  # samples made before lead labels were recorded have none
+        if label.get("lead") not in LEAD_NAMES or len(label.get("quad", [])) != 8:
+            problems.append(f"label {label.get('lead')!r}: unknown lead or bad quad")
     return problems
 
 

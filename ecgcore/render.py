@@ -176,8 +176,14 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
         annotations.append(Annotation("pulse", pulse.lead, _pulse_quad(layout, pulse.x_mm, pulse.baseline_mm, options)))
     if style is not None:  # a printer that cuts the trace at each lead change: no ink, so no curve, in the cut
         for x0, x1, y0, y1 in gap_bands(layout, style, options.print_style, options.labels, ppm):
-            ink[max(0, y0):y1, max(0, x0):x1] = 0
-            curve_lead[max(0, y0):y1, max(0, x0):x1] = 0
+            rows = slice(max(0, y0), y1)
+            ink[rows, max(0, x0):x1] = 0
+            curve_lead[rows, max(0, x0):x1] = 0
+            # the anti-aliased fringe just outside the cut whose pen pixel was inside it goes too (it would be ink
+            # without a lead; the gap widens by at most a pixel)
+            for x in (x0 - 1, x1):
+                if 0 <= x < width:
+                    ink[rows, x][curve_lead[rows, x] == 0] = 0
 
     # Blend the ink only where there is some: traces cover a few percent of the paper.
     ink_rgb = INK_RGB if style is None else TRACE_COLORS[style.trace_color]
