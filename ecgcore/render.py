@@ -39,7 +39,16 @@ from .constants import (
     TRACE_COLORS,
 )
 from .layouts import LAYOUT_NAMES, Layout, LeadCell, make_layout
-from .printstyle import _SUBPIXEL, _SUBPIXEL_BITS, SEPARATOR_DOT_MM, Annotation, PrintStyle, box_quad, decorate, gap_bands
+from .printstyle import (
+    _SUBPIXEL,
+    _SUBPIXEL_BITS,
+    SEPARATOR_DOT_MM,
+    Annotation,
+    PrintStyle,
+    box_quad,
+    decorate,
+    gap_bands,
+)
 from .signals import EcgRecord
 
 PRINT_STYLES: tuple[str, ...] = ("ptb-v", "device")
