@@ -66,13 +66,15 @@ def synthesize_photo(
     size: tuple[int, int] = DEFAULT_PHOTO_SIZE,
     background_files: list[Path] | None = None,
     values: dict[str, Any] | None = None,
+    scan_max_side: int | None = None,
 ) -> Photo:
     """Render ``record`` and photograph it. ``seed`` fixes every random choice; ``values`` overrides drawn values.
 
     ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it. The
     print-stage parameters restyle the printout (at their defaults it is printed exactly as ``paper_options`` says);
     ``capture`` = "scan" makes a flat scan of the page at ``scan_dpi`` instead of a photo, whose size is then the
-    page's at that resolution (``size`` is not used).
+    page's at that resolution (``size`` is not used); ``scan_max_side`` caps its longer side (the Studio's previews
+    show a scan at preview size, as they show photos).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -94,7 +96,7 @@ def synthesize_photo(
         paper_options = replace(paper_options, **paper_changes)
     lay = styled_layout(layout, paper_options.paper_speed, layout_style)
     if params["capture"] == "scan":
-        return _scan(record, seed, params, lay, paper_options, print_style, timings, lap)
+        return _scan(record, seed, params, lay, paper_options, print_style, timings, lap, scan_max_side)
 
     # 1. Fit the paper to the photo and render it at that resolution.
     fit = params["original_image_scaling_factor"] * FIT_MARGIN
@@ -156,10 +158,12 @@ def synthesize_photo(
 
 
 def _scan(record: EcgRecord, seed: int, params: dict[str, Any], lay, paper_options: PaperOptions, print_style,
-          timings: dict[str, float], lap) -> Photo:
+          timings: dict[str, float], lap, max_side: int | None = None) -> Photo:
     """A flat scan: the page rendered at the scan's dpi, turned by a small skew about its centre on a white
     scanner lid, blurred by the optics, with sensor noise, saved as JPEG or PNG. No background, no light stages."""
     ppm = float(params["scan_dpi"]) / 25.4
+    if max_side:
+        ppm = min(ppm, max_side / max(lay.width_mm, lay.height_mm))
     paper = render(record, lay, replace(paper_options, px_per_mm=ppm), style=print_style)
     lap("render")
     ph, pw = paper.mask.shape

@@ -36,7 +36,7 @@ state.setdefault("studio_k", 6)
 def apply_preset(preset: Preset) -> None:
     """Show ``preset`` in every widget (used by load and reset; runs as a callback, before widgets are drawn)."""
     for name in PARAMS:
-        for part in ("kind", "mu", "sd", "a", "b", "range", "value", "options"):
+        for part in ("kind", "mu", "sd", "a", "b", "range", "value", "options", "weights"):
             state.pop(studio.key(name, part), None)
     state.update(studio.state_from_preset(preset))
     state["studio_preset"] = studio.preset_json(preset)
@@ -150,6 +150,9 @@ with col_info:
     st.plotly_chart(timings_figure(photo.timings_ms), key="studio_timings", config={"displayModeBar": False})
     if show_mask:
         st.caption("Mask colours: blue = major grid lines x = const, orange = y = const, red = ECG curve.")
+    if show_boxes:
+        st.caption("Boxes: dark green = lead cells, green = lead labels, purple = text, blue = lead-change marks, "
+                   "orange = calibration pulses.")
 
 tab_pdf, tab_grid, tab_diff, tab_presets = st.tabs(["Distributions", "Grid of draws", "Diff vs defaults",
                                                     "Presets and dataset"])
@@ -163,7 +166,8 @@ def distributions_panel(dists: dict, drawn: dict) -> None:
         st.plotly_chart(pdf_figure(names, dists, drawn), key="studio_pdfs", config={"displayModeBar": False})
         st.caption("Blue: the distribution each photo draws from. Red: the value drawn for this preview.")
     else:
-        st.info(f"This stage has one categorical parameter: background = {drawn['background']!r}.")
+        shown = ", ".join(f"{n} = {drawn[n]!r}" for n in studio.stage_params(stage or "geometry"))
+        st.info(f"This stage has only categorical parameters: {shown}.")
 
 
 @st.fragment
@@ -190,7 +194,8 @@ def grid_panel(record, preset: Preset, seed: int, layout: str, k: int, backgroun
     for i, (image, params) in enumerate(state["studio_grid"]):
         cols[i % 3].image(image, output_format="JPEG",
                           caption=f"rot {params['rotation_angle']:+.1f} deg, shadow {params['shadow_alpha']:.2f}, "
-                                  f"noise sd {params['white_noise_sd']:.0f}, {params['background']}")
+                                  f"noise sd {params['white_noise_sd']:.0f}, {params['background']}"
+                                  + (" (scan)" if params.get("capture") == "scan" else ""))
 
 
 with tab_pdf:

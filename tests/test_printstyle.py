@@ -311,3 +311,14 @@ def test_replace_keeps_unknown_style_errors_readable():
         replace(PrintStyle(), label_font="comic").validate()
     with pytest.raises(ValueError, match="pulse_place must be one of"):
         styled_layout("6x2", 25.0, LayoutStyle(pulse_place="middle"))
+
+
+def test_studio_preview_shows_scans_at_preview_size_with_boxes():
+    from ecgcore.ui_studio import PREVIEW_SIZE, preset_from_state, render_preview, state_from_preset
+
+    mixed = resolve_preset("mixed")
+    assert preset_from_state(state_from_preset(mixed)).diff(mixed) == {}  # choice weights survive the widgets
+    preview = render_preview(synthetic_record(1), mixed.with_values({"capture": "scan", "label_place": "below"}), 2,
+                             "3x4+II", show_mask=True, show_boxes=True)
+    assert max(preview.picture.shape[:2]) <= max(PREVIEW_SIZE)
+    assert [a for a in preview.photo.annotations if a.kind == "label"]
