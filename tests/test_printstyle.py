@@ -229,6 +229,9 @@ def test_scan_png_sample_is_valid(tmp_path):
     assert meta["image"] == "000000.png" and (tmp_path / "000000.png").read_bytes().startswith(b"\x89PNG")
     assert validate_sample(tmp_path, "000000") == []
     assert meta["print"]["capture"] == "scan" and len(meta["labels"]) == 12
+    from ecgcore.ui_curation import sample_image_path
+
+    assert sample_image_path(tmp_path, "000000").name == "000000.png"  # the Curation page's thumbnails find it
 
 
 # --- the schema and presets -----------------------------------------------------------------------------------------
