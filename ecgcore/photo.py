@@ -35,6 +35,7 @@ DEFAULT_PHOTO_SIZE = (1600, 1200)  # (width, height)
 # At scaling factor 1.0 the paper spans 80% of the limiting photo dimension: the prototype's translations
 # (sd 5% of the photo) and rotations then rarely push a lead out of the frame.
 FIT_MARGIN = 0.8
+SCAN_LID_GREY = 248  # the scanner lid, where a skewed page leaves the glass bare
 
 
 @dataclass
@@ -178,16 +179,23 @@ def _scan(record: EcgRecord, seed: int, params: dict[str, Any], lay, paper_optio
     annotations = [Annotation(x.kind, x.name, _map_points(x.quad, homography, 0.0, pw), x.text)
                    for x in paper.annotations]
     lap("geometry")
-    lid = np.float32(248.0)  # the scanner lid, slightly off-white, where the skewed page leaves the glass bare
-    alpha = warped[..., 3:].astype(np.float32) * (1.0 / 255.0)
-    photo = warped[..., :3].astype(np.float32) * alpha + lid * (1.0 - alpha)
+    # The scanner lid where the skewed page leaves the glass bare. A scan is several megapixels: blending, blur and
+    # noise stay in 8/16-bit integers (cv2), not float images.
+    image = np.ascontiguousarray(warped[..., :3])
+    edge = np.nonzero(warped[..., 3] < 255)  # only along the page's edges and outside it (a thin strip)
+    alpha = warped[..., 3][edge].astype(np.float32)[:, None] * (1.0 / 255.0)
+    image[edge] = (image[edge] * alpha + np.float32(SCAN_LID_GREY) * (1.0 - alpha) + 0.5).astype(np.uint8)
     lap("background")
     sigma = params["scan_blur"]
     if sigma >= 0.05:
-        photo = cv2.GaussianBlur(photo, (0, 0), sigma)
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
     lap("optics")
-    _white_noise(photo, 1.0, params["scan_noise_sd"], seed)
-    image = np.clip(photo + 0.5, 0, 255).astype(np.uint8)
+    sd = float(params["scan_noise_sd"])
+    if sd > 0:
+        cv2.setRNGSeed(int(seed) * 2654435761 % (2**31 - 1) + 1)
+        noise = np.empty(image.shape, np.int16)
+        cv2.randn(noise, 0.0, sd)
+        image = cv2.add(image, noise, dtype=cv2.CV_8U)  # saturating
     lap("noise")
     if params["scan_format"] == "png":
         data, fmt = encode_png(image), "png"

@@ -268,8 +268,14 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     minor_w = (MINOR_DOT_MM if dots else minor_mm) * ppm
     minor_x, _ = _line_coverage(width, ppm, minor_w)
     minor_y, _ = _line_coverage(height, ppm, minor_w)
+    # Rows with the same (minor, major) coverage are the same row of pixels: compute each distinct row once (most
+    # rows lie between lines) and copy it. Every pixel goes through the same float operations as before.
+    pairs = np.stack([minor_y, major_y], axis=1)
+    distinct, row_of = np.unique(pairs, axis=0, return_inverse=True)
+    minor_y, major_y = distinct[:, 0].copy(), distinct[:, 1].copy()
+    rows = len(distinct)
     if minor_grid == "none":
-        a_minor = np.zeros((height, width), np.float32)
+        a_minor = np.zeros((rows, width), np.float32)
     elif dots:  # a square dot at every crossing: the intersection of the two line families
         a_minor = minor_y[:, None] * minor_x[None, :]
     else:  # union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns
@@ -280,7 +286,7 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     major = np.asarray(major_rgb, np.float32)
     image = paper + (minor - paper) * a_minor[..., None]
     image += (major - image) * a_major[..., None]
-    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)[row_of.reshape(-1)]
     for array in (image, on_x, on_y):
         array.setflags(write=False)
     return image, on_x, on_y
