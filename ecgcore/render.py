@@ -212,8 +212,12 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     fringe = (ink >= round(CURVE_MASK_MIN_COVERAGE * 255)) & (curve_lead == 0)
     if fringe.any():
         curve_lead[fringe] = cv2.dilate(curve_lead, np.ones((3, 3), np.uint8))[fringe]
-    grid = np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)).astype(np.uint8)
-    mask = np.where(curve_lead > 0, CURVE, grid).astype(np.uint8)
+    # (uint8 from the start: the broadcast np.where of int64 arrays was the slowest step on large papers)
+    grid = np.empty((height, width), np.uint8)
+    grid[:] = np.where(grid_x, GRID_X, 0).astype(np.uint8)[None, :]
+    grid[grid_y] = GRID_Y
+    mask = grid.copy()
+    mask[curve_lead > 0] = CURVE
     return RenderedPaper(image, mask, curve_lead, leads, layout, options, ink, grid, annotations, style)
 
 
