@@ -211,6 +211,22 @@ def test_mixed_photos_and_scans_carry_label_boxes(record, seed):
     if values["capture"] == "scan":  # the page at the scan's resolution, no background
         lay = photo.paper.layout
         assert (w, h) == pytest.approx((lay.width_mm * 80 / 25.4, lay.height_mm * 80 / 25.4), abs=1.5)
+        # The same scan without labels (same seed, so the same noise; PNG, so no JPEG blocks): the labels are what
+        # differs, inside their mapped boxes and nowhere else.
+        values = {**values, "scan_format": "png"}
+        with_labels = synthesize_photo(record, seed, resolve_preset("mixed"), layout=LAYOUT_NAMES[seed],
+                                       size=(480, 360), values=values)
+        without = synthesize_photo(record, seed, resolve_preset("mixed"), layout=LAYOUT_NAMES[seed],
+                                   size=(480, 360), values={**values, "label_place": "none"})
+        changed = np.abs(with_labels.image.astype(int) - without.image.astype(int)).max(axis=2) > 30
+        inside = np.zeros_like(changed)
+        for a in with_labels.annotations:
+            if a.kind == "label":
+                (x0, y0), (x1, y1) = np.floor(a.quad.min(axis=0)).astype(int), np.ceil(a.quad.max(axis=0)).astype(int)
+                box = (slice(max(y0 - 1, 0), y1 + 2), slice(max(x0 - 1, 0), x1 + 2))
+                assert changed[box].any(), a
+                inside[box] = True
+        assert changed.any() and not (changed & ~inside).any()
     labels = [a for a in photo.annotations if a.kind == "label"]
     assert {a.name for a in labels} == set(LEAD_NAMES)
     # a label's box is where its paper box maps: inside the frame, near its lead's cell
