@@ -13,7 +13,15 @@ st.set_page_config(page_title="Augmentation Studio - ECG Lab", page_icon="ðŸŽ›ï¸
 from ecgcore import ui_studio as studio  # noqa: E402
 from ecgcore.backgrounds import list_background_photos  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.params import PARAMS, SCHEMA, STAGE_TITLES, STAGES, Preset, PresetError  # noqa: E402
+from ecgcore.params import (  # noqa: E402
+    PARAMS,
+    SCHEMA,
+    SHIPPED_PRESETS_DIR,
+    STAGE_TITLES,
+    STAGES,
+    Preset,
+    PresetError,
+)
 from ecgcore.ui_plots import pdf_figure, timings_figure  # noqa: E402
 from ecgcore.workspace import BACKGROUNDS, PRESETS, WorkspaceError, safe_join, subdir  # noqa: E402
 from pages import PAGE_JOBS, ptbxl_or_none, ptbxl_record, synthetic  # noqa: E402
@@ -231,7 +239,10 @@ with tab_presets:
     with c_load:
         st.subheader("Load")
         saved = sorted(p.name for p in presets_dir.glob("*.json"))
-        chosen = st.selectbox("Saved presets", saved, index=None, key="studio_saved", placeholder="choose a preset")
+        # the presets shipped with the code (harsh, mixed) can be loaded and tuned too
+        shipped = {f"shipped: {p.name}": p for p in sorted(SHIPPED_PRESETS_DIR.glob("*.json"))}
+        chosen = st.selectbox("Saved presets", [*saved, *shipped], index=None, key="studio_saved",
+                              placeholder="choose a preset")
         uploaded = st.file_uploader("...or upload a preset JSON", type=["json"], key="studio_upload")
 
         def load(source_name: str, text: str | bytes) -> None:
@@ -243,7 +254,7 @@ with tab_presets:
 
         if chosen:
             st.button("Load saved preset", key="studio_load_saved", on_click=lambda: load(
-                chosen, safe_join(presets_dir, chosen).read_bytes()))
+                chosen, (shipped[chosen] if chosen in shipped else safe_join(presets_dir, chosen)).read_bytes()))
         if uploaded is not None:
             st.button("Load uploaded preset", key="studio_load_upload", on_click=lambda: load(
                 uploaded.name, uploaded.getvalue()))

@@ -148,3 +148,12 @@ def test_widget_state_round_trips_every_preset():
         again = preset_from_state(state_from_preset(preset))
         assert again.diff(preset) == {}
         assert Preset.from_json(json.loads(json.dumps(preset_json(preset)))).diff(preset) == {}
+
+
+def test_shipped_mixed_preset_loads_into_the_print_widgets(studio):
+    studio.selectbox(key="studio_saved").set_value("shipped: mixed.json").run()
+    studio.button(key="studio_load_saved").click().run()
+    assert not studio.exception, [e.value for e in studio.exception]
+    assert set(studio.multiselect(key="p:capture:options").value) == {"photo", "scan"}
+    assert "row_end" in studio.multiselect(key="p:pulse_place:options").value
+    assert _ms(studio, "Re-render") < 2000
