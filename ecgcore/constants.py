@@ -43,7 +43,7 @@ PAPER_SPEEDS: tuple[float, ...] = (25.0, 50.0)
 GAINS: tuple[float, ...] = (5.0, 10.0, 20.0)
 MAJOR_LINE_MM = 0.2  # 2 px at 10 px/mm
 MINOR_LINE_MM = 0.1  # 1 px at 10 px/mm
-MINOR_GRIDS = ("lines", "dots")  # the minor grid as lines, or as a dot at every 1 mm crossing
+MINOR_GRIDS = ("lines", "dots", "none")  # the minor grid as lines, a dot at every 1 mm crossing, or not printed
 MINOR_DOT_MM = 0.2  # side of a minor-grid dot
 CURVE_LINE_MM = 0.3  # 3 px at 10 px/mm
 # A pixel belongs to the curve class when the trace's anti-aliased ink covers at least this share of it: the mask
@@ -64,9 +64,22 @@ GRID_COLORS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "grey": ((0x70, 0x70, 0x70), (0xC0, 0xC0, 0xC0)),
     # as some printers and screen exports: black major lines, as dark as the trace (usually with a dotted minor grid)
     "black": ((0x26, 0x26, 0x26), (0x50, 0x50, 0x50)),
+    # more schemes of real printers and papers (drawn by the 'mixed' preset's grid_color)
+    "orange": ((0xF0, 0x7A, 0x3A), (0xF8, 0xC0, 0xA0)),
+    "salmon": ((0xE8, 0x90, 0x80), (0xF4, 0xCC, 0xC4)),
+    "light_grey": ((0xA0, 0xA0, 0xA0), (0xD8, 0xD8, 0xD8)),
+    "teal": ((0x3C, 0x96, 0x9A), (0xB0, 0xD8, 0xDA)),
+    "brown": ((0xA0, 0x58, 0x40), (0xD8, 0xB4, 0xA8)),
 }
 PAPER_RGB = (255, 255, 255)
 INK_RGB = (0, 0, 0)
+
+# --- printer styles beyond the defaults (the print-stage parameters of ecgcore.params) ---
+# Trace (pen) colours.
+TRACE_COLORS: dict[str, tuple[int, int, int]] = {"black": INK_RGB, "dark_blue": (0x1E, 0x2A, 0x78),
+                                                 "dark_grey": (0x48, 0x48, 0x48)}
+# Landscape sheets (width, height) in mm.
+PAGE_SIZES_MM: dict[str, tuple[float, float]] = {"a4": (297.0, 210.0), "letter": (279.4, 215.9)}
 
 # Sample JSON schema tag of the PTB-V format (PRODUCT.md).
 SAMPLE_SCHEMA = "ptb-v/1"

@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,10 +47,14 @@ def sample_seed(dataset_seed: int, index: int) -> int:
 
 def sample_json(sid: str, photo: Photo, record: EcgRecord, layout: str, seed: int) -> dict[str, Any]:
     height, width = photo.image.shape[:2]
+    by_kind: dict[str, list[dict[str, Any]]] = {"label": [], "text": [], "mark": [], "pulse": []}
+    for annotation in photo.annotations:
+        by_kind[annotation.kind].append(annotation.to_json())
+    lay = photo.paper.layout
     return {
         "schema": SAMPLE_SCHEMA,
         "id": sid,
-        "image": f"{sid}.jpg",
+        "image": f"{sid}.{'png' if photo.image_format == 'png' else 'jpg'}",
         "mask": f"{sid}_mask.png",
         "width": int(width),
         "height": int(height),
@@ -68,6 +72,20 @@ def sample_json(sid: str, photo: Photo, record: EcgRecord, layout: str, seed: in
             "minor_grid": photo.paper.options.minor_grid,
         },
         "leads": [box.to_json() for box in photo.leads],
+        # Everything printed besides the traces, in image pixels (quads as the leads'): lead labels with the lead
+        # they name, text lines, lead-change marks (never curve in the mask) and calibration pulses (curve).
+        "labels": by_kind["label"],
+        "texts": by_kind["text"],
+        "marks": by_kind["mark"],
+        "pulses": by_kind["pulse"],
+        "print": {
+            "capture": photo.params.get("capture", "photo"),
+            "pulse_segments_mm": [round(v, 4) for v in lay.segments_mm],
+            "layout_style": lay.style.to_json() if lay.style is not None else None,
+            "print_style": ({k: v for k, v in asdict(photo.paper.style).items() if k != "text_seed"}
+                            if photo.paper.style is not None else None),
+            "curve_line_mm": photo.paper.options.curve_line_mm,
+        },
         "params": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in photo.params.items()},
         "seed": int(seed),
     }
@@ -195,6 +213,9 @@ def validate_sample(folder: str | Path, sid: str) -> list[str]:
     for lead in meta["leads"]:
         if len(lead.get("quad", [])) != 8 or not 0 <= lead.get("t0", -1) < lead.get("t1", -1):
             problems.append(f"lead {lead.get('name')}: bad quad or t0/t1")
+    for label in meta.get("labels", []):  # samples made before lead labels were recorded have none
+        if label.get("lead") not in LEAD_NAMES or len(label.get("quad", [])) != 8:
+            problems.append(f"label {label.get('lead')!r}: unknown lead or bad quad")
     return problems
 
 

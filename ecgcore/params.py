@@ -23,8 +23,16 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-STAGES: tuple[str, ...] = ("paper", "geometry", "shadow", "lighting", "optics", "noise", "background")
+from .constants import CURVE_LINE_MM, GRID_COLORS, MAJOR_LINE_MM, MINOR_GRIDS, MINOR_LINE_MM, TRACE_COLORS
+from .layouts import COLUMN_MODES, PULSE_PLACES, RHYTHM_CHOICES
+from .printstyle import DEFAULT_LABEL_MM, LABEL_FONTS, LABEL_PLACES, LABEL_WEIGHTS, LEAD_MARKS, TEXT_BLOCKS
+
+STAGES: tuple[str, ...] = ("print", "ink", "capture", "paper", "geometry", "shadow", "lighting", "optics", "noise",
+                           "background")
 STAGE_TITLES: dict[str, str] = {
+    "print": "Printer: pulses, columns, labels, text",
+    "ink": "Printer: ink, grid and page",
+    "capture": "Phone photo or flat scan",
     "paper": "Paper on the background",
     "geometry": "Paper geometry",
     "shadow": "Shadow or flash",
@@ -111,6 +119,8 @@ class Param:
 
 _INTEGER_PARAMS = frozenset({"jpeg_quality"})
 BACKGROUND_KINDS: tuple[str, ...] = ("wood", "cloth", "desk", "paper_stack", "concrete", "wall", "folder")
+CAPTURES: tuple[str, ...] = ("photo", "scan")
+SCAN_FORMATS: tuple[str, ...] = ("jpeg", "png")
 
 SCHEMA: tuple[Param, ...] = (
     # --- the prototype's parameters (SEED_NOTES section 2), same names, same default distributions ---
@@ -165,6 +175,73 @@ SCHEMA: tuple[Param, ...] = (
     Param("background", "background", choice(BACKGROUND_KINDS[:-1]), None, None,
           "Surface under the paper: procedural textures, or 'folder' for the user's photos (--backgrounds DIR).",
           options=BACKGROUND_KINDS),
+    # --- printer styles (ecgcore.printstyle, ecgcore.layouts.styled_layout): at their defaults the paper is printed
+    # exactly as PaperOptions says (the 'layout'/'auto' options and the default numbers are today's printout) ---
+    Param("pulse_place", "print", constant("layout"), None, None,
+          "Where calibration pulses are printed: as the layout does (seed-3x4: every cell, others: each row's start), "
+          "at each row's start, after each row's end, before every cell, or none.", options=PULSE_PLACES),
+    Param("pulse_shape", "print", constant("flats"), None, None,
+          "Pulse with lead-in/lead-out flats (their lengths below) or a plain rectangle (no flats).",
+          options=("flats", "rectangle")),
+    Param("pulse_width_s", "print", constant(0.2), 0.08, 0.25, "Duration of the pulse's 1 mV top.", "s"),
+    Param("pulse_lead_in_s", "print", constant(0.08), 0.0, 0.2, "Flat before the pulse rises.", "s"),
+    Param("pulse_lead_out_s", "print", constant(0.08), 0.0, 0.2, "Flat after the pulse falls.", "s"),
+    Param("columns", "print", constant("layout"), None, None,
+          "How the columns of a row share it: as the layout, windows that follow each other with no gap, or blank "
+          "paper between columns (the time windows still follow each other).", options=COLUMN_MODES),
+    Param("column_gap_mm", "print", uniform(1.0, 5.0), 0.5, 10.0, "Blank paper between columns (columns = gap).",
+          "mm"),
+    Param("rhythm_strips", "print", constant("layout"), None, None,
+          "Number of 10 s rhythm strips under a 3x4+II or 3x4+3 grid (1: II, 2: II and V1, 3: V1, II, V5).",
+          options=RHYTHM_CHOICES),
+    Param("lead_marks", "print", constant("auto"), None, None,
+          "Marks where the lead changes within a row: auto (the print style's: dotted for device, none for ptb-v), "
+          "none, short ticks across the baseline, tall bars, a dotted line, or a gap cut into the trace.",
+          options=LEAD_MARKS),
+    Param("label_font", "print", constant("auto"), None, None,
+          "Font of the lead labels and text: auto (the print style's Hershey font), Hershey fonts, or TrueType "
+          "fonts shipped with matplotlib (DejaVu Sans/Serif/Mono, STIX serif, Computer Modern sans/mono).",
+          options=LABEL_FONTS),
+    Param("label_weight", "print", constant("regular"), None, None, "Regular or bold labels and text.",
+          options=LABEL_WEIGHTS),
+    Param("label_size_mm", "print", constant(DEFAULT_LABEL_MM), 1.2, 4.5, "Height of the lead labels' capitals.",
+          "mm"),
+    Param("label_place", "print", constant("auto"), None, None,
+          "Where lead labels sit: auto (the print style's), above the cell, below the trace's start, on the trace "
+          "just after the lead change, in a left margin (first column), or no labels.", options=LABEL_PLACES),
+    Param("text_blocks", "print", constant("auto"), None, None,
+          "Text around the grid: auto (the speed/gain footer), none, a footer with speed, gain, filters and device, "
+          "plus a header with fake patient fields, or 'full': header, measurements and an interpretation too.",
+          options=TEXT_BLOCKS),
+    Param("trace_color", "ink", constant("black"), None, None, "Colour of the traces and pulses.",
+          options=tuple(TRACE_COLORS)),
+    Param("trace_width_mm", "ink", constant(CURVE_LINE_MM), 0.15, 0.5,
+          "Pen width of the traces (at the default the paper options' width is kept).", "mm"),
+    Param("grid_color", "ink", constant("auto"), None, None,
+          "Grid colour scheme: auto (the paper options', e.g. --grid-color) or one of the schemes.",
+          options=("auto", *GRID_COLORS)),
+    Param("grid_major_mm", "ink", constant(MAJOR_LINE_MM), 0.08, 0.4, "Line weight of the 5 mm grid.", "mm"),
+    Param("grid_minor_mm", "ink", constant(MINOR_LINE_MM), 0.03, 0.2, "Line weight of the 1 mm grid.", "mm"),
+    Param("minor_grid", "ink", constant("auto"), None, None,
+          "The 1 mm grid: auto (the paper options'), lines, dots at the crossings, or none.",
+          options=("auto", *MINOR_GRIDS)),
+    Param("page_size", "ink", constant("auto"), None, None,
+          "The sheet: auto (just around the layout) or a landscape A4 or Letter page.", options=("auto", "a4", "letter")),
+    Param("page_margin_mm", "ink", constant(5.0), 2.0, 20.0, "Paper margin around the traces.", "mm"),
+    Param("grid_offset_x_mm", "ink", constant(0.0), 0.0, 10.0,
+          "Shift of the block of traces to the right on the page (and so against the grid).", "mm"),
+    Param("grid_offset_y_mm", "ink", constant(0.0), 0.0, 10.0, "Shift of the block of traces downwards.", "mm"),
+    # --- capture: a phone photo (the stages above) or a flat scan of the page ---
+    Param("capture", "capture", constant("photo"), None, None,
+          "A phone photo (paper on a background, every photo stage) or a flat scan: the page alone, resampled at "
+          "a dpi, slightly skewed, with scanner noise, saved as JPEG or PNG.", options=CAPTURES),
+    Param("scan_dpi", "capture", uniform(100.0, 300.0), 72.0, 600.0, "Resolution of a scan.", "dpi"),
+    Param("scan_skew", "capture", normal(0.0, 0.6), -5.0, 5.0, "Rotation of the page on the scanner glass.", "deg"),
+    Param("scan_noise_sd", "capture", uniform(1.0, 6.0), 0.0, 30.0, "Scanner noise (sd on the 0..255 scale).",
+          "level"),
+    Param("scan_blur", "capture", uniform(0.2, 0.8), 0.0, 3.0, "Optical blur (sigma) of a scan.", "px"),
+    Param("scan_format", "capture", choice(SCAN_FORMATS), None, None, "File format of a scan.",
+          options=SCAN_FORMATS),
 )
 PARAMS: dict[str, Param] = {p.name: p for p in SCHEMA}
 
@@ -233,6 +310,34 @@ class Preset:
         for name, value in values.items():
             dists[name] = constant(value)
         return Preset(dists)
+
+
+# Presets shipped with the code, resolvable by name (weights/presets/NAME.json); 'default' is the schema's defaults.
+SHIPPED_PRESETS_DIR = Path(__file__).resolve().parents[1] / "weights" / "presets"
+
+
+def shipped_preset_names() -> list[str]:
+    """Names ``resolve_preset`` accepts besides paths: 'default' and the shipped presets."""
+    return ["default", *sorted(p.stem for p in SHIPPED_PRESETS_DIR.glob("*.json"))]
+
+
+def resolve_preset(spec: str | Path | None) -> Preset:
+    """A preset from a path to a JSON file, or from a name: 'default' or a shipped preset ('harsh', 'mixed').
+
+    A path that exists wins over a name; anything else is a PresetError naming the known presets.
+    """
+    if spec is None or str(spec) == "default":
+        return Preset()
+    path = Path(spec)
+    if path.is_file():
+        return Preset.load(path)
+    shipped = SHIPPED_PRESETS_DIR / f"{spec}.json"
+    if path.name == str(spec) and path.suffix != ".json" and shipped.is_file():
+        return Preset.load(shipped)
+    if path.suffix == ".json" or len(path.parts) > 1:
+        return Preset.load(path)  # a missing file: its own sentence
+    raise PresetError(f"preset {str(spec)!r} is neither a file nor a shipped preset; known presets: "
+                      f"{', '.join(shipped_preset_names())}.")
 
 
 def draw(param: Param, dist: Dist, rng: np.random.Generator) -> Any:

@@ -24,9 +24,10 @@ import numpy as np
 
 from .backgrounds import make_background
 from .constants import CURVE, CURVE_MASK_MIN_COVERAGE
-from .imageio import encode_jpeg
-from .layouts import make_layout
+from .imageio import encode_jpeg, encode_png
+from .layouts import styled_layout
 from .params import Preset
+from .printstyle import Annotation, printer_style
 from .render import LeadBox, PaperOptions, RenderedPaper, render
 from .signals import EcgRecord
 
@@ -34,6 +35,7 @@ DEFAULT_PHOTO_SIZE = (1600, 1200)  # (width, height)
 # At scaling factor 1.0 the paper spans 80% of the limiting photo dimension: the prototype's translations
 # (sd 5% of the photo) and rotations then rarely push a lead out of the frame.
 FIT_MARGIN = 0.8
+SCAN_LID_GREY = 248  # the scanner lid, where a skewed page leaves the glass bare
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Photo:
     paper: RenderedPaper
     homography: np.ndarray  # 3x3, paper pixels -> photo pixels (before curl)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # labels, text lines, lead-change marks and pulses with quads in photo pixels (mapped like the lead quads)
+    annotations: list[Annotation] = field(default_factory=list)
+    image_format: str = "jpeg"  # what ``jpeg`` holds: "jpeg", or "png" (a scan saved losslessly)
 
 
 def synthesize_photo(
@@ -62,10 +67,15 @@ def synthesize_photo(
     size: tuple[int, int] = DEFAULT_PHOTO_SIZE,
     background_files: list[Path] | None = None,
     values: dict[str, Any] | None = None,
+    scan_max_side: int | None = None,
 ) -> Photo:
     """Render ``record`` and photograph it. ``seed`` fixes every random choice; ``values`` overrides drawn values.
 
-    ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it.
+    ``paper_options.px_per_mm`` is ignored: the paper is rendered at the resolution the photo gives it. The
+    print-stage parameters restyle the printout (at their defaults it is printed exactly as ``paper_options`` says);
+    ``capture`` = "scan" makes a flat scan of the page at ``scan_dpi`` instead of a photo, whose size is then the
+    page's at that resolution (``size`` is not used); ``scan_max_side`` caps its longer side (the Studio's previews
+    show a scan at preview size, as they show photos).
     """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -82,12 +92,17 @@ def synthesize_photo(
         params.update(values)
     width, height = size
     paper_options = paper_options or PaperOptions()
-    lay = make_layout(layout, paper_options.paper_speed)
+    layout_style, print_style, paper_changes = printer_style(params, seed)
+    if paper_changes:
+        paper_options = replace(paper_options, **paper_changes)
+    lay = styled_layout(layout, paper_options.paper_speed, layout_style)
+    if params["capture"] == "scan":
+        return _scan(record, seed, params, lay, paper_options, print_style, timings, lap, scan_max_side)
 
     # 1. Fit the paper to the photo and render it at that resolution.
     fit = params["original_image_scaling_factor"] * FIT_MARGIN
     ppm = max(1.0, fit * min(width / lay.width_mm, height / lay.height_mm))
-    paper = render(record, lay, replace(paper_options, px_per_mm=ppm))
+    paper = render(record, lay, replace(paper_options, px_per_mm=ppm), style=print_style)
     lap("render")
 
     # 2. Shadow (or flash) and crease on the paper.
@@ -102,6 +117,8 @@ def synthesize_photo(
     warped, mask = _warp(rgba, paper, homography, curl_px, (width, height))
     quads = [_map_points(box.quad, homography, curl_px, pw) for box in paper.leads]
     leads = [LeadBox(box.name, q, box.t0, box.t1) for box, q in zip(paper.leads, quads)]
+    annotations = [Annotation(a.kind, a.name, _map_points(a.quad, homography, curl_px, pw), a.text)
+                   for a in paper.annotations]
     lap("geometry")
 
     # 4. Onto the background.
@@ -137,7 +154,58 @@ def synthesize_photo(
         paper=paper,
         homography=homography,
         timings_ms=timings,
+        annotations=annotations,
     )
+
+
+def _scan(record: EcgRecord, seed: int, params: dict[str, Any], lay, paper_options: PaperOptions, print_style,
+          timings: dict[str, float], lap, max_side: int | None = None) -> Photo:
+    """A flat scan: the page rendered at the scan's dpi, turned by a small skew about its centre on a white
+    scanner lid, blurred by the optics, with sensor noise, saved as JPEG or PNG. No background, no light stages."""
+    ppm = float(params["scan_dpi"]) / 25.4
+    if max_side:
+        ppm = min(ppm, max_side / max(lay.width_mm, lay.height_mm))
+    paper = render(record, lay, replace(paper_options, px_per_mm=ppm), style=print_style)
+    lap("render")
+    ph, pw = paper.mask.shape
+    a = np.deg2rad(params["scan_skew"])
+    c = np.array([(pw - 1) / 2, (ph - 1) / 2])
+    rotate = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]], np.float64)
+    homography = (np.array([[1, 0, c[0]], [0, 1, c[1]], [0, 0, 1]]) @ rotate
+                  @ np.array([[1, 0, -c[0]], [0, 1, -c[1]], [0, 0, 1]]))
+    rgba = np.dstack([paper.image, np.full((ph, pw), 255, np.uint8)])
+    warped, mask = _warp(rgba, paper, homography, 0.0, (pw, ph))
+    leads = [LeadBox(b.name, _map_points(b.quad, homography, 0.0, pw), b.t0, b.t1) for b in paper.leads]
+    annotations = [Annotation(x.kind, x.name, _map_points(x.quad, homography, 0.0, pw), x.text)
+                   for x in paper.annotations]
+    lap("geometry")
+    # The scanner lid where the skewed page leaves the glass bare. A scan is several megapixels: blending, blur and
+    # noise stay in 8/16-bit integers (cv2), not float images.
+    image = np.ascontiguousarray(warped[..., :3])
+    edge = np.nonzero(warped[..., 3] < 255)  # only along the page's edges and outside it (a thin strip)
+    alpha = warped[..., 3][edge].astype(np.float32)[:, None] * (1.0 / 255.0)
+    image[edge] = (image[edge] * alpha + np.float32(SCAN_LID_GREY) * (1.0 - alpha) + 0.5).astype(np.uint8)
+    lap("background")
+    sigma = params["scan_blur"]
+    if sigma >= 0.05:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    lap("optics")
+    sd = float(params["scan_noise_sd"])
+    if sd > 0:
+        cv2.setRNGSeed(int(seed) * 2654435761 % (2**31 - 1) + 1)
+        noise = np.empty(image.shape, np.int16)
+        cv2.randn(noise, 0.0, sd)
+        image = cv2.add(image, noise, dtype=cv2.CV_8U)  # saturating
+    lap("noise")
+    if params["scan_format"] == "png":
+        data, fmt = encode_png(image), "png"
+    else:
+        data, fmt = encode_jpeg(image, int(params["jpeg_quality"])), "jpeg"
+        image = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    lap("jpeg")
+    return Photo(image=image, jpeg=data, mask=mask, leads=leads, px_per_mm=ppm, px_per_mm_xy=(ppm, ppm),
+                 angle_deg=float(params["scan_skew"]), params=params, paper=paper, homography=homography,
+                 timings_ms=timings, annotations=annotations, image_format=fmt)
 
 
 def _shade_paper(image: np.ndarray, params: dict[str, Any], ppm: float) -> np.ndarray:
@@ -300,8 +368,15 @@ def _optics(photo: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     return photo
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = None, alpha: float = 0.65) -> np.ndarray:
-    """The photo with mask classes coloured over it and the lead quads outlined (for people to look at)."""
+# Outline colours (RGB) of the annotation kinds in overlays.
+ANNOTATION_COLORS: dict[str, tuple[int, int, int]] = {"label": (0, 190, 0), "text": (170, 0, 200), "mark": (0, 90, 255),
+                                                     "pulse": (255, 140, 0)}
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = None, alpha: float = 0.65,
+            annotations: list[Annotation] | None = None) -> np.ndarray:
+    """The photo with mask classes coloured over it, the lead quads outlined, and optionally the boxes of labels
+    (green), text lines (purple), lead-change marks (blue) and pulses (orange) (for people to look at)."""
     from .constants import CLASS_COLORS
 
     out = image.copy()
@@ -313,4 +388,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = N
         poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
         cv2.polylines(out, [poly], True, (20, 160, 40), 2, cv2.LINE_AA)
         cv2.putText(out, box.name, tuple(int(v) for v in q[0] + [4, 18]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 120, 40), 2)
+    line = max(1, int(round(max(image.shape[:2]) / 800)))
+    for a in annotations or []:
+        q = a.quad
+        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+        cv2.polylines(out, [poly], True, ANNOTATION_COLORS[a.kind], line, cv2.LINE_AA)
     return out

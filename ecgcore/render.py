@@ -16,7 +16,6 @@ import numpy as np
 
 from .constants import (
     CALIBRATION_MV,
-    CALIBRATION_SEGMENTS_MM,
     CURVE,
     CURVE_LINE_MM,
     CURVE_MASK_MIN_COVERAGE,
@@ -37,14 +36,22 @@ from .constants import (
     MINOR_LINE_MM,
     PAPER_RGB,
     PAPER_SPEEDS,
+    TRACE_COLORS,
 )
 from .layouts import LAYOUT_NAMES, Layout, LeadCell, make_layout
+from .printstyle import (
+    _SUBPIXEL,
+    _SUBPIXEL_BITS,
+    SEPARATOR_DOT_MM,
+    Annotation,
+    PrintStyle,
+    box_quad,
+    decorate,
+    gap_bands,
+)
 from .signals import EcgRecord
 
-_SUBPIXEL_BITS = 4  # cv2 fixed-point drawing precision: 1/16 px
-_SUBPIXEL = 1 << _SUBPIXEL_BITS
 PRINT_STYLES: tuple[str, ...] = ("ptb-v", "device")
-SEPARATOR_DOT_MM = (0.15, 1.0)  # device-style lead separator: dots this long (plus the pen's round ends), one per mm
 
 
 @dataclass(frozen=True)
@@ -114,20 +121,27 @@ class RenderedPaper:
     options: PaperOptions
     ink: np.ndarray  # (H, W) uint8 anti-aliased coverage of the traces (0..255), as blended
     grid: np.ndarray  # (H, W) uint8 class index of the paper without its traces (BACKGROUND, GRID_X|Y)
+    # lead labels, text lines, lead-change marks and pulses, with their boxes in paper pixels
+    annotations: list[Annotation] = field(default_factory=list)
+    style: PrintStyle | None = None
     px_per_mm: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.px_per_mm = self.options.px_per_mm
 
 
-def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperOptions | None = None) -> RenderedPaper:
-    """Render ``record`` on ECG paper in ``layout``.
+def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperOptions | None = None,
+           style: PrintStyle | None = None) -> RenderedPaper:
+    """Render ``record`` on ECG paper in ``layout``, printed in ``style`` (None: the print style of ``options``).
 
-    Returns the image and, from the same geometry, the 4-class mask, the lead boxes with their t0/t1, and a map of
-    which lead drew each curve pixel.
+    Returns the image and, from the same geometry, the 4-class mask, the lead boxes with their t0/t1, a map of
+    which lead drew each curve pixel, and the boxes of everything printed besides the traces (labels, text, marks)
+    and of the calibration pulses. Labels, text and marks are never curve; pulses are.
     """
     options = options or PaperOptions()
     options.validate()
+    if style is not None:
+        style.validate()
     if isinstance(layout, str):
         layout = make_layout(layout, options.paper_speed)
     elif layout.name not in LAYOUT_NAMES:
@@ -159,24 +173,68 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
         x1, y1 = (cell.x_mm + cell.w_mm) * ppm - 0.5, (cell.y_mm + cell.h_mm) * ppm - 0.5
         quad = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], dtype=np.float64)
         leads.append(LeadBox(cell.lead, quad, cell.t0, cell.t1))
+    annotations = [Annotation("pulse", cell.lead, _pulse_quad(layout, cell.x_mm, cell.baseline_mm, options))
+                   for cell in layout.cells if cell.pulse]
+    for pulse in layout.pulses:  # pulses apart from the traces (e.g. at a row's end): curve, of their row's lead
+        index = next(i for i, c in enumerate(layout.cells)
+                     if c.lead == pulse.lead and abs(c.baseline_mm - pulse.baseline_mm) < 1e-6)
+        xy = _pulse_xy(layout, pulse.x_mm, pulse.baseline_mm, options.gain) * ppm - 0.5
+        fixed = [np.round(xy * _SUBPIXEL).astype(np.int32)]
+        cv2.polylines(ink, fixed, False, 255, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+        cv2.polylines(curve_lead, fixed, False, index + 1, thickness, cv2.LINE_8, _SUBPIXEL_BITS)
+        annotations.append(Annotation("pulse", pulse.lead, _pulse_quad(layout, pulse.x_mm, pulse.baseline_mm, options)))
+    if style is not None:  # a printer that cuts the trace at each lead change: no ink, so no curve, in the cut
+        for x0, x1, y0, y1 in gap_bands(layout, style, options.print_style, options.labels, ppm):
+            rows = slice(max(0, y0), y1)
+            ink[rows, max(0, x0):x1] = 0
+            curve_lead[rows, max(0, x0):x1] = 0
+            # the anti-aliased fringe just outside the cut whose pen pixel was inside it goes too (it would be ink
+            # without a lead; the gap widens by at most a pixel)
+            for x in (x0 - 1, x1):
+                if 0 <= x < width:
+                    ink[rows, x][curve_lead[rows, x] == 0] = 0
 
     # Blend the ink only where there is some: traces cover a few percent of the paper.
+    ink_rgb = INK_RGB if style is None else TRACE_COLORS[style.trace_color]
     on = np.nonzero(ink)
     alpha = ink[on].astype(np.float32)[:, None] * (1.0 / 255.0)
-    image[on] = (image[on] * (1.0 - alpha) + np.asarray(INK_RGB, np.float32) * alpha + 0.5).astype(np.uint8)
-    if options.print_style == "device":
-        _draw_separators(image, layout, options)
-    if options.labels:
-        _draw_text(image, layout, options)
+    image[on] = (image[on] * (1.0 - alpha) + np.asarray(ink_rgb, np.float32) * alpha + 0.5).astype(np.uint8)
+    if style is not None:
+        annotations += decorate(image, layout, options, style, thickness)
+    else:  # the print styles of PaperOptions, exactly as before printer styles existed
+        if options.print_style == "device":
+            annotations += _draw_separators(image, layout, options)
+        if options.labels:
+            annotations += _draw_text(image, layout, options)
 
     # The curve class is the visible ink; its lead is the nearest drawn trace's (the anti-aliased fringe lies within
     # one pixel of the aliased line).
     fringe = (ink >= round(CURVE_MASK_MIN_COVERAGE * 255)) & (curve_lead == 0)
     if fringe.any():
         curve_lead[fringe] = cv2.dilate(curve_lead, np.ones((3, 3), np.uint8))[fringe]
-    grid = np.where(grid_y[:, None], GRID_Y, np.where(grid_x[None, :], GRID_X, 0)).astype(np.uint8)
-    mask = np.where(curve_lead > 0, CURVE, grid).astype(np.uint8)
-    return RenderedPaper(image, mask, curve_lead, leads, layout, options, ink, grid)
+    # (uint8 from the start: the broadcast np.where of int64 arrays was the slowest step on large papers)
+    grid = np.empty((height, width), np.uint8)
+    grid[:] = np.where(grid_x, GRID_X, 0).astype(np.uint8)[None, :]
+    grid[grid_y] = GRID_Y
+    mask = grid.copy()
+    mask[curve_lead > 0] = CURVE
+    return RenderedPaper(image, mask, curve_lead, leads, layout, options, ink, grid, annotations, style)
+
+
+def _pulse_xy(layout: Layout, x_mm: float, baseline_mm: float, gain: float) -> np.ndarray:
+    """The calibration pulse's corner points (mm): lead-in flat, 1 mV up, top, down, lead-out flat."""
+    flat1, high, flat2 = layout.segments_mm
+    top = baseline_mm - CALIBRATION_MV * gain
+    xs = x_mm + np.array([0.0, flat1, flat1, flat1 + high, flat1 + high, flat1 + high + flat2])
+    ys = np.array([baseline_mm, baseline_mm, top, top, baseline_mm, baseline_mm])
+    return np.stack([xs, ys], axis=1)
+
+
+def _pulse_quad(layout: Layout, x_mm: float, baseline_mm: float, options: PaperOptions) -> np.ndarray:
+    """Box (pixels) of a pulse drawn at (x_mm, baseline_mm): its corners, widened by half the pen."""
+    xy = _pulse_xy(layout, x_mm, baseline_mm, options.gain) * options.px_per_mm - 0.5
+    half = options.curve_line_mm * options.px_per_mm / 2.0
+    return box_quad(xy[:, 0].min() - half, xy[:, 1].min() - half, xy[:, 0].max() + half, xy[:, 1].max() + half)
 
 
 def pen_thickness(width_px: float) -> int:
@@ -214,7 +272,15 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     minor_w = (MINOR_DOT_MM if dots else minor_mm) * ppm
     minor_x, _ = _line_coverage(width, ppm, minor_w)
     minor_y, _ = _line_coverage(height, ppm, minor_w)
-    if dots:  # a square dot at every crossing: the intersection of the two line families
+    # Rows with the same (minor, major) coverage are the same row of pixels: compute each distinct row once (most
+    # rows lie between lines) and copy it. Every pixel goes through the same float operations as before.
+    pairs = np.stack([minor_y, major_y], axis=1)
+    distinct, row_of = np.unique(pairs, axis=0, return_inverse=True)
+    minor_y, major_y = distinct[:, 0].copy(), distinct[:, 1].copy()
+    rows = len(distinct)
+    if minor_grid == "none":
+        a_minor = np.zeros((rows, width), np.float32)
+    elif dots:  # a square dot at every crossing: the intersection of the two line families
         a_minor = minor_y[:, None] * minor_x[None, :]
     else:  # union of horizontal and vertical lines: 1 - (1 - a_x)(1 - a_y), by broadcasting rows against columns
         a_minor = 1.0 - (1.0 - minor_y[:, None]) * (1.0 - minor_x[None, :])
@@ -224,7 +290,7 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     major = np.asarray(major_rgb, np.float32)
     image = paper + (minor - paper) * a_minor[..., None]
     image += (major - image) * a_major[..., None]
-    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    image = np.clip(image + 0.5, 0, 255).astype(np.uint8)[row_of.reshape(-1)]
     for array in (image, on_x, on_y):
         array.setflags(write=False)
     return image, on_x, on_y
@@ -241,8 +307,7 @@ def _trace_points(record: EcgRecord, cell: LeadCell, layout: Layout, options: Pa
     parts: list[np.ndarray] = []
     pulse_xy = np.empty((0, 2))
     if cell.pulse:
-        scale = layout.paper_speed / DEFAULT_PAPER_SPEED
-        flat1, high, flat2 = (seg * scale for seg in CALIBRATION_SEGMENTS_MM)
+        flat1, high, flat2 = layout.segments_mm
         top = baseline - CALIBRATION_MV * gain
         xs = x_start + np.array([0.0, flat1, flat1, flat1 + high, flat1 + high, flat1 + high + flat2])
         ys = np.array([baseline, baseline, top, top, baseline, baseline])
@@ -273,25 +338,38 @@ def _following_cells(layout: Layout) -> list[LeadCell]:
             if any(abs(o.x_mm + o.w_mm - c.x_mm) < 0.5 and abs(o.y_mm - c.y_mm) < 0.5 for o in layout.cells)]
 
 
-def _draw_separators(image: np.ndarray, layout: Layout, options: PaperOptions) -> None:
+def _draw_separators(image: np.ndarray, layout: Layout, options: PaperOptions) -> list[Annotation]:
     """Device style: a dotted vertical line over the row's height where the lead changes."""
     ppm = options.px_per_mm
     dot, pitch = SEPARATOR_DOT_MM
     thickness = pen_thickness(options.curve_line_mm * ppm)
+    marks = []
     for cell in _following_cells(layout):
         x = round((cell.x_mm * ppm - 0.5) * _SUBPIXEL)
         for y_mm in np.arange(cell.y_mm + 0.5 * pitch, cell.y_mm + cell.h_mm, pitch):
             y0, y1 = (round((y * ppm - 0.5) * _SUBPIXEL) for y in (y_mm, y_mm + dot))
             cv2.line(image, (x, y0), (x, y1), INK_RGB, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
+        half, xc = thickness / 2.0 + 0.5, cell.x_mm * ppm - 0.5
+        marks.append(Annotation("mark", "dotted", box_quad(xc - half, cell.y_mm * ppm - half, xc + half,
+                                                           (cell.y_mm + cell.h_mm) * ppm + half)))
+    return marks
 
 
-def _draw_text(image: np.ndarray, layout: Layout, options: PaperOptions) -> None:
+def _text_box(text: str, org: tuple[int, int], font: int, scale: float, thickness: int) -> np.ndarray:
+    """Pixel box of what cv2.putText draws for ``text`` at ``org`` (its baseline's left end)."""
+    (w, h), descent = cv2.getTextSize(text, font, scale, thickness)
+    pad = thickness / 2.0
+    return box_quad(org[0] - pad, org[1] - h - pad, org[0] + w + pad, org[1] + descent + pad)
+
+
+def _draw_text(image: np.ndarray, layout: Layout, options: PaperOptions) -> list[Annotation]:
     ppm = options.px_per_mm
     scale = LABEL_FONT_PX_AT_10 / 22.0 * ppm / 10.0
     thickness = max(1, int(round(2 * ppm / 10.0)))
     device = options.print_style == "device"
     font = cv2.FONT_HERSHEY_COMPLEX if device else cv2.FONT_HERSHEY_DUPLEX
     seen: set[tuple[int, int]] = set()
+    drawn: list[Annotation] = []
     for cell in layout.cells:
         if (cell.row, cell.col) in seen:
             continue
@@ -303,9 +381,12 @@ def _draw_text(image: np.ndarray, layout: Layout, options: PaperOptions) -> None
         else:
             org = (int(round((cell.x_mm + 1.0) * ppm)), int(round((cell.y_mm + 5.0) * ppm)))
         cv2.putText(image, cell.lead, org, font, scale, INK_RGB, thickness, cv2.LINE_AA)
+        drawn.append(Annotation("label", cell.lead, _text_box(cell.lead, org, font, scale, thickness)))
     footer = f"{options.paper_speed:.1f} mm/s;  {options.gain:.1f} mm/mV"
     org = (int(round(6.0 * ppm)), int(round((layout.height_mm - 3.0) * ppm)))
     cv2.putText(image, footer, org, font, scale * 0.8, INK_RGB, thickness, cv2.LINE_AA)
+    drawn.append(Annotation("text", "footer", _text_box(footer, org, font, scale * 0.8, thickness), footer))
+    return drawn
 
 
 def lead_names_of(layout: Layout) -> list[str]:

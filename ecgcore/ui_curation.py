@@ -73,6 +73,13 @@ def ink_contrast(rgb: np.ndarray, mask: np.ndarray, ring_px: int = 4) -> float:
     return float((np.median(gray[ring]) - np.median(gray[curve.astype(bool)])) / 255.0)
 
 
+def sample_image_path(folder: str | Path, sid: str) -> Path:
+    """The photo of sample ``sid``: ID.jpg, or ID.png for a scan saved losslessly."""
+    folder = Path(folder)
+    jpg = folder / f"{sid}.jpg"
+    return jpg if jpg.is_file() or not (folder / f"{sid}.png").is_file() else folder / f"{sid}.png"
+
+
 def scores_path(folder: str | Path) -> Path:
     return Path(folder) / SCORES_FILE
 

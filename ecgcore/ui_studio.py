@@ -26,7 +26,8 @@ BETA_MAX = 60.0
 
 
 def key(name: str, part: str) -> str:
-    """Session-state key of one widget of a parameter (part: kind, mu, sd, a, b, range, value, options)."""
+    """Session-state key of one widget of a parameter (part: kind, mu, sd, a, b, range, value, options; weights:
+    not a widget, a categorical parameter's choice weights from a loaded preset)."""
     return f"p:{name}:{part}"
 
 
@@ -75,8 +76,11 @@ def state_from_preset(preset: Preset) -> dict[str, Any]:
         if param.categorical:
             if dist.kind == "constant":
                 state[key(param.name, "options")] = [dist.args[0]]
+                state[key(param.name, "weights")] = {}
             else:
                 state[key(param.name, "options")] = [o for o, w in zip(*dist.args) if w > 0]
+                # a preset's choice weights (the multiselect shows only which options): kept for the chosen options
+                state[key(param.name, "weights")] = {o: w for o, w in zip(*dist.args) if w > 0 and w != 1.0}
             continue
         state[key(param.name, "kind")] = dist.kind
         state.update(_arg_state(param, dist))
@@ -133,7 +137,9 @@ def preset_from_state(state: Mapping[str, Any]) -> Preset:
             if options is None:
                 continue
             options = [o for o in param.options if o in options]  # schema order, duplicates dropped
-            dists[name] = constant(options[0]) if len(options) == 1 else choice(tuple(options))
+            weights = state.get(key(name, "weights")) or {}
+            dists[name] = constant(options[0]) if len(options) == 1 else choice(
+                tuple(options), tuple(float(weights.get(o, 1.0)) for o in options))
             continue
         kind = state.get(key(name, "kind"))
         if kind is None:
@@ -192,11 +198,12 @@ def render_preview(record: EcgRecord, preset: Preset, seed: int, layout: str, sh
     """Synthesize the preview photo at preview size and draw the requested overlays, timing both."""
     t0 = time.perf_counter()
     photo = synthesize_photo(record, seed=seed, preset=preset, layout=layout, size=size,
-                             background_files=background_files)
+                             background_files=background_files, scan_max_side=max(size))
     picture = photo.image
     if show_mask or show_boxes:
         mask = photo.mask if show_mask else np.zeros_like(photo.mask)
-        picture = overlay(photo.image, mask, photo.leads if show_boxes else None)
+        picture = overlay(photo.image, mask, photo.leads if show_boxes else None,
+                          annotations=photo.annotations if show_boxes else None)
     return Preview(photo, picture, (time.perf_counter() - t0) * 1000.0)
 
 
@@ -204,7 +211,7 @@ def draw_grid(record: EcgRecord, preset: Preset, seed: int, layout: str, k: int,
               size: tuple[int, int] = THUMB_SIZE, background_files: list[Path] | None = None) -> list[Photo]:
     """K independent draws from the preset's distributions (seeds seed+1 .. seed+k), at thumbnail size."""
     return [synthesize_photo(record, seed=seed + 1 + i, preset=preset, layout=layout, size=size,
-                             background_files=background_files) for i in range(k)]
+                             background_files=background_files, scan_max_side=max(size)) for i in range(k)]
 
 
 def uses_folder_background(preset: Preset) -> bool:

@@ -14,7 +14,15 @@ from ecgcore import ui_studio as studio  # noqa: E402
 from ecgcore.backgrounds import list_background_photos  # noqa: E402
 from ecgcore.constants import SEED_MAX  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.params import PARAMS, SCHEMA, STAGE_TITLES, STAGES, Preset, PresetError  # noqa: E402
+from ecgcore.params import (  # noqa: E402
+    PARAMS,
+    SCHEMA,
+    SHIPPED_PRESETS_DIR,
+    STAGE_TITLES,
+    STAGES,
+    Preset,
+    PresetError,
+)
 from ecgcore.ui_plots import pdf_figure, timings_figure  # noqa: E402
 from ecgcore.workspace import BACKGROUNDS, PRESETS, WorkspaceError, safe_join, subdir, unique_path  # noqa: E402
 from pages import PAGE_JOBS, plain, ptbxl_or_none, ptbxl_record, save_asking_first, synthetic  # noqa: E402
@@ -37,7 +45,7 @@ state.setdefault("studio_k", 6)
 def apply_preset(preset: Preset) -> None:
     """Show ``preset`` in every widget (used by load and reset; runs as a callback, before widgets are drawn)."""
     for name in PARAMS:
-        for part in ("kind", "mu", "sd", "a", "b", "range", "value", "options"):
+        for part in ("kind", "mu", "sd", "a", "b", "range", "value", "options", "weights"):
             state.pop(studio.key(name, part), None)
     state.update(studio.state_from_preset(preset))
     state["studio_preset"] = studio.preset_json(preset)
@@ -158,6 +166,9 @@ with col_info:
     st.plotly_chart(timings_figure(photo.timings_ms), key="studio_timings", config={"displayModeBar": False})
     if show_mask:
         st.caption("Mask colours: blue = major grid lines x = const, orange = y = const, red = ECG curve.")
+    if show_boxes:
+        st.caption("Boxes: dark green = lead cells, green = lead labels, purple = text, blue = lead-change marks, "
+                   "orange = calibration pulses.")
 
 tab_pdf, tab_grid, tab_diff, tab_presets = st.tabs(["Distributions", "Grid of draws", "Diff vs defaults",
                                                     "Presets and dataset"])
@@ -171,7 +182,8 @@ def distributions_panel(dists: dict, drawn: dict) -> None:
         st.plotly_chart(pdf_figure(names, dists, drawn), key="studio_pdfs", config={"displayModeBar": False})
         st.caption("Blue: the distribution each photo draws from. Red: the value drawn for this preview.")
     else:
-        st.info(f"This stage has one categorical parameter: background = {drawn['background']!r}.")
+        shown = ", ".join(f"{n} = {drawn[n]!r}" for n in studio.stage_params(stage or "geometry"))
+        st.info(f"This stage has only categorical parameters: {shown}.")
 
 
 @st.fragment
@@ -198,7 +210,8 @@ def grid_panel(record, preset: Preset, seed: int, layout: str, k: int, backgroun
     for i, (image, params) in enumerate(state["studio_grid"]):
         cols[i % 3].image(image, output_format="JPEG",
                           caption=f"rot {params['rotation_angle']:+.1f} deg, shadow {params['shadow_alpha']:.2f}, "
-                                  f"noise sd {params['white_noise_sd']:.0f}, {params['background']}")
+                                  f"noise sd {params['white_noise_sd']:.0f}, {params['background']}"
+                                  + (" (scan)" if params.get("capture") == "scan" else ""))
 
 
 with tab_pdf:
@@ -236,7 +249,10 @@ with tab_presets:
     with c_load:
         st.subheader("Load")
         saved = sorted(p.name for p in presets_dir.glob("*.json"))
-        chosen = st.selectbox("Saved presets", saved, index=None, key="studio_saved", placeholder="choose a preset")
+        # the presets shipped with the code (harsh, mixed) can be loaded and tuned too
+        shipped = {f"shipped: {p.name}": p for p in sorted(SHIPPED_PRESETS_DIR.glob("*.json"))}
+        chosen = st.selectbox("Saved presets", [*saved, *shipped], index=None, key="studio_saved",
+                              placeholder="choose a preset")
         uploaded = st.file_uploader("...or upload a preset JSON", type=["json"], key="studio_upload")
 
         def load(source_name: str, text: str | bytes) -> None:
@@ -248,7 +264,7 @@ with tab_presets:
 
         if chosen:
             st.button("Load saved preset", key="studio_load_saved", on_click=lambda: load(
-                chosen, safe_join(presets_dir, chosen).read_bytes()))
+                chosen, (shipped[chosen] if chosen in shipped else safe_join(presets_dir, chosen)).read_bytes()))
         if uploaded is not None:
             st.button("Load uploaded preset", key="studio_load_upload", on_click=lambda: load(
                 uploaded.name, uploaded.getvalue()))

@@ -230,7 +230,7 @@ else:
     cols = st.columns(4)
     for i, row in enumerate(chunk.to_dict("records")):
         with cols[i % 4]:
-            st.image(thumbnail(str(folder / f"{row['id']}.jpg")), output_format="JPEG",
+            st.image(thumbnail(str(cur.sample_image_path(folder, row["id"]))), output_format="JPEG",
                      caption=f"{row['id']} {row['label']}" + (" - DISCARDED" if row["discarded"] else "")
                      + (" - suspect" if row["suspect"] else ""))
             if st.button("Open", key=f"cur_open_{row['id']}"):

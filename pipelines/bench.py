@@ -2,7 +2,9 @@
 
     python -m pipelines.bench [--json] [--repeats N] [--scaling]
 
-Keys (seconds unless named): render_s_per_sample, synthesis_s_per_sample, preview_rerender_ms,
+Keys (seconds unless named): render_s_per_sample, synthesis_s_per_sample, synthesis_s_per_sample_mixed (the 'mixed'
+preset: photos and the pages it scans, as drawn), synthesis_s_per_photo_mixed and synthesis_s_per_scan_mixed (the
+same seeds forced to one capture), preview_rerender_ms, preview_rerender_ms_mixed,
 segmentation_s_per_photo, segmentation_s_phone_photo (a 12 MP photo, 4032x3024), digitize_s_per_photo,
 digitize_s_placed_from_page (a photo without calibration pulses: the layout also placed from the page),
 classify_end_to_end_s, peak_rss_mb, machine. A figure whose stage is not available (e.g. no shipped weights) is null,
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecgcore.params import Preset
+from ecgcore.params import Preset, resolve_preset
 from ecgcore.photo import DEFAULT_PHOTO_SIZE, FIT_MARGIN, synthesize_photo
 from ecgcore.render import PaperOptions, render
 from ecgcore.signals import synthetic_record
@@ -71,7 +73,29 @@ def bench_foundation(repeats: int) -> dict[str, float]:
     preview_s = median_time(
         lambda: synthesize_photo(record, 3, preset, size=PREVIEW_SIZE, values={"rotation_angle": next(angles)}), repeats
     )
-    return {"render_s_per_sample": render_s, "synthesis_s_per_sample": synth_s, "preview_rerender_ms": preview_s * 1000}
+    figures = {"render_s_per_sample": render_s, "synthesis_s_per_sample": synth_s, "preview_rerender_ms": preview_s * 1000}
+    return {**figures, **bench_mixed(record, repeats)}
+
+
+def bench_mixed(record, repeats: int) -> dict[str, float]:
+    """The 'mixed' preset: every printer style and 30% scans (at their own 100-300 dpi size, not 1600x1200)."""
+    mixed = resolve_preset("mixed")
+    layouts = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x4+3")
+    n = max(repeats, 6)  # at least one draw per layout
+
+    def per_sample(values: dict[str, Any] | None) -> float:
+        seeds = iter(range(100, 100 + n + 1))
+        return median_time(lambda: synthesize_photo(record, (s := next(seeds)), mixed, layout=layouts[s % 6],
+                                                    size=DEFAULT_PHOTO_SIZE, values=values), n)
+
+    angles = iter([a / 10 for a in range(-300, 300)])
+    preview_s = median_time(lambda: synthesize_photo(record, 3, mixed, size=PREVIEW_SIZE, layout="3x4+II",
+                                                     values={"rotation_angle": next(angles), "capture": "photo"}),
+                            repeats)
+    return {"synthesis_s_per_sample_mixed": per_sample(None),
+            "synthesis_s_per_photo_mixed": per_sample({"capture": "photo"}),
+            "synthesis_s_per_scan_mixed": per_sample({"capture": "scan"}),
+            "preview_rerender_ms_mixed": preview_s * 1000}
 
 
 def bench_scaling(n: int = 24) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Generate a PTB-V dataset: ECG paper rendered from PTB-XL (or synthetic) signals, photographed.
 
-    python -m pipelines.generate_ptb_v --out DIR -n N [--ptbxl DIR | --synthetic] [--preset FILE.json] [--seed S]
+    python -m pipelines.generate_ptb_v --out DIR -n N [--ptbxl DIR | --synthetic] [--preset NAME|FILE.json] [--seed S]
         [--workers W] [--layout NAME[,NAME...]] [--ids ECG_ID,...] [--folds 1-8]
 
 Rerunning the same command resumes: samples already written are kept, missing ones are made. Each sample's
@@ -21,7 +21,7 @@ from ecgcore.constants import GENERATOR_VERSION, GRID_COLORS, MINOR_GRIDS
 from ecgcore.dataset import DatasetError, is_done, new_dataset_info, open_dataset, sample_id, write_dataset_json
 from ecgcore.generate import IDENTITY_KEYS, make_sample
 from ecgcore.layouts import LAYOUT_NAMES
-from ecgcore.params import Preset
+from ecgcore.params import Preset, resolve_preset, shipped_preset_names
 from ecgcore.photo import DEFAULT_PHOTO_SIZE
 from ecgcore.progress import Reporter
 from ecgcore.render import PRINT_STYLES, PaperOptions
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--ptbxl", type=Path, help="PTB-XL folder (default: $ECGLAB_PTBXL, else --synthetic)")
     src.add_argument("--synthetic", action="store_true", help="use the built-in synthetic 12-lead source")
-    p.add_argument("--preset", type=Path, help="JSON preset of parameter distributions (default: the prototype's)")
+    p.add_argument("--preset", help="JSON preset file of parameter distributions, or the name of a shipped preset: "
+                                    f"{', '.join(shipped_preset_names())} (default: the prototype's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (joblib)")
     p.add_argument("--layout", default="seed-3x4",
@@ -97,7 +98,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         fail(f"-n must be at least 1, not {args.n}")
     if args.workers < 1:
         fail(f"--workers must be at least 1, not {args.workers}")
-    preset = Preset.load(args.preset) if args.preset else Preset()
+    preset = resolve_preset(args.preset)
     layouts = [name.strip() for name in args.layout.split(",") if name.strip()]
     unknown = [name for name in layouts if name not in LAYOUT_NAMES]
     if not layouts or unknown:
@@ -152,6 +153,17 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _same_setting(key: str, old: Any, new: Any) -> bool:
+    """Whether a dataset's stored setting equals this run's. Presets are compared after filling in the parameters
+    the schema gained since (at their defaults), so a dataset made before them still resumes."""
+    if key == "preset" and isinstance(old, dict):
+        try:
+            return Preset.from_json(old).to_json() == new
+        except ValueError:
+            return False
+    return old == new
+
+
 def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +177,7 @@ def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
         stale.unlink(missing_ok=True)
     if (out / "dataset.json").exists():
         info = open_dataset(out)
-        differs = [k for k in IDENTITY_KEYS if info.get(k) != config.get(k)]
+        differs = [k for k in IDENTITY_KEYS if not _same_setting(k, info.get(k), config.get(k))]
         if differs:
             raise DatasetError(
                 f"{out} already holds a dataset made with other settings ({', '.join(differs)}); use a new --out"

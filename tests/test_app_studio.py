@@ -213,3 +213,12 @@ def test_new_seed_at_the_largest_seed_starts_again_and_says_so(studio):
     studio.button(key="studio_new_seed").click().run()
     assert studio.number_input(key="studio_seed").value == 0
     assert any(f"{SEED_MAX} is the largest seed" in c.value for c in studio.caption)
+
+
+def test_shipped_mixed_preset_loads_into_the_print_widgets(studio):
+    studio.selectbox(key="studio_saved").set_value("shipped: mixed.json").run()
+    studio.button(key="studio_load_saved").click().run()
+    assert not studio.exception, [e.value for e in studio.exception]
+    assert set(studio.multiselect(key="p:capture:options").value) == {"photo", "scan"}
+    assert "row_end" in studio.multiselect(key="p:pulse_place:options").value
+    assert _ms(studio, "Re-render") < 2000
