@@ -428,7 +428,7 @@ def test_analyze_photo_keeps_every_step(monkeypatch, tiny_classifiers):
     photo = synthesize_photo(record, seed=5, layout="3x4+II", size=(800, 600))
     layout_len = 1000
     signal = np.where(layout_mask("3x4+II"), record.signal, np.nan)[:layout_len]
-    monkeypatch.setattr(analyze, "_digitize", lambda class_map, layout, curve_margin=None: TruthDigitized(signal, 100, "3x4+II", photo.leads))
+    monkeypatch.setattr(analyze, "_digitize", lambda class_map, layout, curve_margin=None, **kw: TruthDigitized(signal, 100, "3x4+II", photo.leads))
     steps = []
     result = analyze.analyze_photo(photo.image, segmenter=TruthSegmenter(photo.mask), classifiers=tiny_classifiers,
                                    on_step=lambda name, fraction: steps.append(name))
