@@ -232,11 +232,6 @@ def ecg_paper_figure(
                 fig.add_trace(go.Heatmap(x=t, y=list(y_range), z=[a / peak, a / peak], zmin=0, zmax=1, showscale=False,
                                          colorscale=[[0, "rgba(255,160,0,0)"], [1, "rgba(255,120,0,0.65)"]],
                                          hoverinfo="skip"), row=row, col=col)
-        for a, b in unread_spans(shown, window, fs):
-            fig.add_vrect(x0=a, x1=b, fillcolor=NOT_READ_FILL, line_width=0, layer="below", row=row, col=col)
-            if b - a >= UNREAD_NAMED_S:
-                fig.add_annotation(x=(a + b) / 2, y=0.0, text="not read", showarrow=False,
-                                   font=dict(color=NOT_READ_TEXT, size=11), row=row, col=col)
         # The window's samples with NaN where nothing was read: plotly breaks the line there (connectgaps off), so
         # a lead read in a few places is a few short strokes, never ramps and plateaus drawn across the gaps.
         fig.add_trace(go.Scatter(x=t[window], y=y[window], mode="lines",
@@ -244,6 +239,13 @@ def ecg_paper_figure(
                                  legendgroup="dig", connectgaps=False,
                                  hovertemplate="%{x:.2f} s, %{y:.2f} mV<extra>" + lead_names[lead] + "</extra>"),
                       row=row, col=col)
+        for a, b in unread_spans(shown, window, fs):
+            fig.add_vrect(x0=a, x1=b, fillcolor=NOT_READ_FILL, line_width=0, layer="below", row=row, col=col,
+                          exclude_empty_subplots=False)
+            if b - a >= UNREAD_NAMED_S:
+                fig.add_annotation(x=(a + b) / 2, y=0.0, text="not read", showarrow=False,
+                                   font=dict(color=NOT_READ_TEXT, size=11), row=row, col=col,
+                                   exclude_empty_subplots=False)
         _paper_axes(fig, row, col, x_range, y_range)
     fig.update_layout(height=6 * 150 + 60, plot_bgcolor=PAPER_BG, paper_bgcolor="white", title=title or None,
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),

@@ -147,6 +147,20 @@ def report(annotated_rgb: np.ndarray, signal: np.ndarray, fs: float, probabiliti
     on ECG paper (only what was read; unread stretches shaded, leads read along little of their window named so),
     and the disclaimer. ``reading`` is the analysis's ecgcore.physics.Reading (None: not checked, so not reliable);
     ``windows`` the leads' shown seconds (ui_plots.lead_windows). ``fmt`` is 'png' or 'pdf'."""
+    from matplotlib import pyplot as plt
+
+    fig = report_figure(annotated_rgb, signal, fs, probabilities, prediction, disclaimer, models, title, reading,
+                        windows)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def report_figure(annotated_rgb: np.ndarray, signal: np.ndarray, fs: float, probabilities: dict[str, float],
+                  prediction: str, disclaimer: str, models: dict[str, Any] | None = None,
+                  title: str = "ECG Lab report", reading: Any = None, windows: LeadWindows | None = None):
+    """The matplotlib Figure of :func:`report` (close it with ``plt.close`` when done)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,7 +255,4 @@ def report(annotated_rgb: np.ndarray, signal: np.ndarray, fs: float, probabiliti
         if text:
             block = ax_text.annotate(text, xy=(0, 0), xycoords=block, xytext=(0, -6), textcoords="offset points",
                                      va="top", fontsize=size, color=colour, family=family)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return fig
