@@ -45,10 +45,11 @@ def lead_windows(boxes: Sequence[Any]) -> LeadWindows:
 
 
 def window_mask(read: np.ndarray, fs: float, spans: Sequence[tuple[float, float]] = ()) -> np.ndarray:
-    """The samples of a lead's window: the union of its spans (seconds), or, with none known, from its first to its
+    """The samples of a lead's window: the union of its spans (seconds) and of the samples read (a reading may run
+    a sample past its cell's edge, and whatever was read is drawn), or, with no span known, from its first to its
     last read sample. ``read`` is the lead's boolean "was read" per sample."""
     n = read.size
-    mask = np.zeros(n, bool)
+    mask = read.copy()
     for t0, t1 in spans:
         i0, i1 = max(0, int(round(t0 * fs))), min(n, int(round(t1 * fs)))
         mask[i0:i1] = True
@@ -56,6 +57,12 @@ def window_mask(read: np.ndarray, fs: float, spans: Sequence[tuple[float, float]
         idx = np.flatnonzero(read)
         mask[idx[0]: idx[-1] + 1] = True
     return mask
+
+
+def window_slice(mask: np.ndarray) -> slice:
+    """The samples from a window's first to its last (what a lead's panel spans; empty for an empty window)."""
+    idx = np.flatnonzero(mask)
+    return slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)
 
 
 def read_fractions(signal: np.ndarray, fs: float, windows: LeadWindows | None = None) -> dict[str, float]:
@@ -206,9 +213,9 @@ def ecg_paper_figure(
         y = signal[:, lead]
         shown = np.isfinite(y)
         window = window_mask(shown, fs, (windows or {}).get(LEAD_NAMES[lead], ()))
+        span = window_slice(window)
         if window.any():
-            idx = np.flatnonzero(window)
-            x_range = (float(t[idx[0]]) - 0.04, float(t[idx[-1]]) + 0.04)
+            x_range = (float(t[span.start]) - 0.04, float(t[span.stop - 1]) + 0.04)
         else:
             x_range = (0.0, float(t[-1]) if n else 1.0)
         lo, hi = (float(np.nanmin(y)), float(np.nanmax(y))) if shown.any() else (0.0, 0.0)
@@ -234,7 +241,7 @@ def ecg_paper_figure(
                                          hoverinfo="skip"), row=row, col=col)
         # The window's samples with NaN where nothing was read: plotly breaks the line there (connectgaps off), so
         # a lead read in a few places is a few short strokes, never ramps and plateaus drawn across the gaps.
-        fig.add_trace(go.Scatter(x=t[window], y=y[window], mode="lines",
+        fig.add_trace(go.Scatter(x=t[span], y=y[span], mode="lines",
                                  line=dict(color=INK, width=1.6), name="digitised", showlegend=k == 0,
                                  legendgroup="dig", connectgaps=False,
                                  hovertemplate="%{x:.2f} s, %{y:.2f} mV<extra>" + lead_names[lead] + "</extra>"),

@@ -29,6 +29,7 @@ from .ui_plots import (
     read_fractions,
     unread_spans,
     window_mask,
+    window_slice,
 )
 
 UNRELIABLE_HEADLINE = "Could not read this ECG reliably"
@@ -201,10 +202,10 @@ def report_figure(annotated_rgb: np.ndarray, signal: np.ndarray, fs: float, prob
         y = signal[:, lead]
         shown = np.isfinite(y)
         window = window_mask(shown, fs, (windows or {}).get(name, ()))
+        span = window_slice(window)
         t0, t1, lo, hi = 0.0, float(t[-1]) if t.size else 1.0, -0.6, 0.6
         if window.any():
-            idx = np.flatnonzero(window)
-            t0, t1 = float(t[idx[0]]), float(t[idx[-1]])
+            t0, t1 = float(t[span.start]), float(t[span.stop - 1])
         if shown.any():
             lo, hi = min(-0.6, float(np.nanmin(y)) - 0.15), max(0.6, float(np.nanmax(y)) + 0.15)
         # The paper grid as two line collections per panel: tick-based grids cost a second per panel.
@@ -222,7 +223,7 @@ def report_figure(annotated_rgb: np.ndarray, signal: np.ndarray, fs: float, prob
                 ax.text((a + b) / 2, (lo + hi) / 2, "not read", ha="center", va="center", fontsize=7,
                         color=NOT_READ_TEXT)
         if shown.any():  # NaN breaks matplotlib's line: only the read stretches are drawn
-            ax.plot(t[window], y[window], color="black", linewidth=0.7)
+            ax.plot(t[span], y[span], color="black", linewidth=0.7)
         ax.set_xlim(t0, t1)
         ax.set_ylim(lo, hi)
         ax.set_facecolor("#fff7f5")

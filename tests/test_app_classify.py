@@ -336,9 +336,10 @@ def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
     signal[:, LEAD_INDEX["V3"]] = np.nan
     signal[10:15, LEAD_INDEX["V3"]] = 0.2
     probs = {"normal": 0.2, "non_mi_abnormality": 0.22, "mi": 0.58}
+    windows = {name: [(0.0, 2.5)] for name in LEAD_INDEX}  # every lead shown for the 2.5 s of a 3x4 cell
     unreliable = Reading(False, -4.0, 12.0, None, ["the limb leads break I + III = II (Einthoven): -4.0 dB"])
     fig = report_figure(np.full((300, 400, 3), 255, np.uint8), signal, 100, probs, "mi", "Not medical advice.",
-                        {}, reading=unreliable)
+                        {}, reading=unreliable, windows=windows)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     plt.close(fig)
