@@ -251,7 +251,8 @@ else:
     v1, v2 = st.columns([1.2, 1])
     with v1:
         st.subheader(headline)
-        st.error("No verdict is given: the digitised leads fail checks that every correct reading of a real ECG "
+        # A warning, not an error: the app worked; it is the photo's reading that cannot be trusted.
+        st.warning("No verdict is given: the digitised leads fail checks that every correct reading of a real ECG "
                  "passes, so whatever the model says about them is not a result.\n\n"
                  + "\n".join(f"- {line}" for line in details), icon="🔍")
         st.markdown("**What to look at:** the photo on the right shows where each lead was read. Check that every "
