@@ -20,6 +20,7 @@ import numpy as np
 
 from .constants import CURVE, LEAD_NAMES
 from .errors import DigitizationError, ModelError
+from .physics import Reading
 
 DISCLAIMER = (
     "Research demonstration only: this is not medical advice and not a medical device, and it must not be used to "
@@ -49,6 +50,14 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     disclaimer: str = DISCLAIMER
     curve_margin: np.ndarray | None = None  # (H, W) float16: the segmenter's curve margin (sub-pixel trace edges)
+    # ecgcore.physics.Reading: whether the digitised record can be trusted, and why not. Computed once, in
+    # analyze_photo, from the digitiser's result; the page, the report and the CLI show it and never recompute it.
+    reading: Reading | None = None
+
+    @property
+    def reliable(self) -> bool:
+        """True when the reading passed every check; an analysis without a reading is never called reliable."""
+        return bool(getattr(self.reading, "reliable", False))
 
     def digitization_summary(self) -> dict[str, Any]:
         """The ``digitization`` object of the classify JSON."""
@@ -67,7 +76,8 @@ class Analysis:
         }
 
     def to_json(self, image: str) -> dict[str, Any]:
-        """The classify JSON contract (PRODUCT.md): image, probabilities, prediction, models, digitization."""
+        """The classify JSON contract (PRODUCT.md): image, probabilities, prediction, models, digitization,
+        reading (reliable true/false, the two limb-lead figures in dB, the repeats' r and the reasons)."""
         models = {name: {**info, "probabilities": _rounded(self.model_probabilities.get(name, {}))}
                   for name, info in self.models.items() if isinstance(info, dict)}
         models["combined_from"] = self.models.get("combined_from", [])
@@ -77,7 +87,16 @@ class Analysis:
             "prediction": self.prediction,
             "models": models,
             "digitization": self.digitization_summary(),
+            "reading": reading_json(self.reading),
         }
+
+
+def reading_json(reading: Reading | None) -> dict[str, Any]:
+    """The ``reading`` object of the classify JSON; an analysis made without one is reported as not reliable."""
+    if reading is None:
+        return {"reliable": False, "einthoven_db": None, "goldberger_db": None, "repeats_r": None,
+                "reasons": ["the reading was not checked"]}
+    return reading.to_json()
 
 
 def _round(value, digits: int):
@@ -116,25 +135,40 @@ def default_classifiers(signal_weights: str | None = None, image_weights: str | 
     return load_classifiers(signal_weights, image_weights)
 
 
-def _digitize(class_map: np.ndarray, layout: str, curve_margin: np.ndarray | None = None):
+def _digitize(class_map: np.ndarray, layout: str, curve_margin: np.ndarray | None = None,
+              lead_boxes: list | None = None, fs: int = 100):
     try:
         from .digitize import digitize
     except ImportError as exc:
         raise ModelError(f"the digitisation module is not installed ({exc}); update ECG Lab to a version with "
                          "ecgcore/digitize.py.") from None
-    return digitize(class_map, layout=layout, curve_margin=curve_margin)
+    return digitize(class_map, layout=layout, fs=fs, lead_boxes=lead_boxes or None, curve_margin=curve_margin)
+
+
+def assess(dig: Any) -> Reading:
+    """The :class:`ecgcore.physics.Reading` of a digitised record: limb-lead physics, repeated leads, leads read and
+    grid fit, named in words. Forced layouts and hand-drawn boxes go through the same rules (layout_source only
+    names who chose them)."""
+    from .physics import assess_reading
+
+    return assess_reading(np.asarray(dig.signal), int(dig.fs), getattr(dig, "quality", None) or {},
+                          getattr(dig, "layout_source", "auto"))
 
 
 # --- the pipeline -----------------------------------------------------------------------------------------
 
 
 def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str, float], None] | None = None,
-                  segmenter=None, classifiers=None, explain: bool = True) -> Analysis:
+                  segmenter=None, classifiers=None, explain: bool = True, lead_boxes: list | None = None,
+                  fs: int = 100) -> Analysis:
     """Segment, digitise, classify and explain one photo of a paper ECG.
 
     ``rgb`` is (H, W, 3) uint8 (use ecgcore.imageio.read_image to get it from a file or an upload). ``on_step(name,
     fraction_done)`` is called as each step starts (names in STEPS) and with ("done", 1.0) at the end. Models default
-    to the shipped ones, loaded once per process. Raises ModelError (models missing) or DigitizationError (no ECG).
+    to the shipped ones, loaded once per process. ``lead_boxes`` (LeadBoxes a person drew or corrected) replace the
+    automatic lead cells; ``fs`` is the digitised record's rate. The result's ``reading`` says whether the record
+    can be trusted, whoever chose the layout or the boxes. Raises ModelError (models missing) or
+    DigitizationError (no ECG).
     """
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -167,7 +201,8 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
 
     step("digitize")
     t0 = time.perf_counter()
-    dig = _digitize(class_map, layout, margin)
+    dig = _digitize(class_map, layout, margin, lead_boxes=lead_boxes, fs=fs)
+    reading = assess(dig)
     lap("digitize", t0)
     quality = getattr(dig, "quality", {}) or {}
     if not quality.get("ok", True):
@@ -217,6 +252,7 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
         classification_image=canvas,
         timings_ms=timings,
         notes=notes,
+        reading=reading,
     )
 
 

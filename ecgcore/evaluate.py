@@ -153,11 +153,13 @@ def sample_digitization_scores(sample, class_map: np.ndarray | None = None, fs: 
 
     ``class_map`` defaults to the sample's ground-truth mask (an upper bound: a perfect segmentation); pass a
     predicted map to score the whole pipeline. Returns {"snr_db": median over leads, "pearson_r", "rmse_uv",
-    "leads_scored", "per_lead": {...}, "layout": detected layout, "error": None} or, when the sample cannot be
-    read, the same keys with NaN scores and "error": one sentence.
+    "leads_scored", "per_lead": {...}, "layout": detected layout, "einthoven_db", "goldberger_db", "reliable" (the
+    limb-lead physics and the verdict of ecgcore.physics.assess_reading), "error": None} or, when the sample
+    cannot be read, the same keys with NaN scores, no reading and "error": one sentence.
     """
     from .digitize import digitize
     from .errors import DigitizationError
+    from .physics import assess_reading
 
     record = source if source is not None else sample_source_record(sample, ptbxl_root)
     fs = fs or record.fs
@@ -168,13 +170,16 @@ def sample_digitization_scores(sample, class_map: np.ndarray | None = None, fs: 
                        gain=float(paper.get("gain", 10.0)))
     except DigitizationError as exc:
         return {"snr_db": float("nan"), "pearson_r": float("nan"), "rmse_uv": float("nan"), "leads_scored": 0,
-                "per_lead": {}, "layout": None, "error": str(exc)}
+                "per_lead": {}, "layout": None, "einthoven_db": None, "goldberger_db": None, "reliable": False,
+                "error": str(exc)}
     true = record.signal if record.fs == fs else _resample_record(record.signal, record.fs, fs)
     scores = compare_signals(true, dig.signal, fs)
     out: dict[str, Any] = scores.summary()
     out["per_lead"] = scores.to_json()["leads"]
     out["layout"] = dig.layout
     out["layout_correct"] = dig.layout == sample.meta.get("layout")
+    reading = assess_reading(dig.signal, dig.fs, dig.quality, dig.layout_source)
+    out.update(einthoven_db=reading.einthoven_db, goldberger_db=reading.goldberger_db, reliable=reading.reliable)
     out["error"] = None
     return out
 

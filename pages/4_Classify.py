@@ -15,8 +15,17 @@ from ecgcore.errors import DigitizationError, ModelError  # noqa: E402
 from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.ui_home import flatten_numbers  # noqa: E402
-from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, probabilities_figure  # noqa: E402
-from ecgcore.ui_report import BOX_COLUMNS, annotate_photo, boxes_to_rows, report, rows_to_boxes, signal_csv, wfdb_zip  # noqa: E402
+from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, lead_windows, probabilities_figure  # noqa: E402
+from ecgcore.ui_report import (  # noqa: E402
+    BOX_COLUMNS,
+    annotate_photo,
+    boxes_to_rows,
+    report,
+    rows_to_boxes,
+    signal_csv,
+    verdict_lines,
+    wfdb_zip,
+)
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
 from pages import load_active_models, plain, save_asking_first, shared_images_dir  # noqa: E402
 
@@ -193,34 +202,73 @@ if problem is not None:
 if (state.get("cls_attr") or state.get("cls_show_heat")) and analysis.signal_attribution is None:
     analysis = explain_analysis(analysis)
     state["cls_result"] = (analysis, None)
-dig = analysis.digitized
-probabilities, prediction = analysis.probabilities, analysis.prediction
+# The result shown: the automatic analysis, or its re-reading with the boxes a person corrected. Both are Analyses
+# made by analyze_photo, so both carry the Reading that decides how the verdict is presented.
 override = state.get("cls_override")
-if override is not None:
-    dig, probabilities, prediction = override
+shown = override if override is not None else analysis
+dig = shown.digitized
+probabilities, prediction, reading = shown.probabilities, shown.prediction, shown.reading
+windows = lead_windows(dig.leads)
 
-# --- verdict -------------------------------------------------------------------------------------------------
-v1, v2 = st.columns([1, 1.4])
-with v1:
-    st.subheader(f"Model output: {LABEL_TITLES.get(prediction, prediction)}")
+
+def show_probabilities(research_only: bool) -> None:
+    """The combined probabilities, each model's probabilities for this photo and the models' validation metrics."""
     st.plotly_chart(probabilities_figure(probabilities), key="cls_probs", config={"displayModeBar": False})
-    st.caption("Calibrated probabilities of the signal model (the stronger one, see its model card). "
-               "They always sum to 100%, also for photos unlike the training data.")
-    for note in analysis.notes:
-        st.caption(f"Note: {note}")
-with v2:
-    rows = []
-    for model, info in analysis.models.items():
+    if research_only:
+        st.caption("Research output only, not a result: what the signal model gives for a reading that failed the "
+                   "checks above. It always sums to 100%, also for a misread ECG or a photo unlike the training data.")
+    else:
+        st.caption("Calibrated probabilities of the signal model (the stronger one, see its model card). "
+                   "They always sum to 100%, also for photos unlike the training data.")
+    per_model, metrics = [], []
+    for model, info in shown.models.items():
         if not isinstance(info, dict):
             continue
-        probs = analysis.model_probabilities.get(model, {})
-        rows.append({"model": model, **{LABEL_TITLES[k]: f"{v:.0%}" for k, v in probs.items()},
-                     **{k: v for k, v in info.items() if isinstance(v, (int, float, str)) and k != "probabilities"},
-                     **{k: round(v, 3) for k, v in flatten_numbers(info.get("test_metrics", {})).items()}})
-    if rows:
-        st.markdown("**Models and their validation metrics** (from the model cards)")
-        st.dataframe(rows, hide_index=True)
-    st.caption("Timings: " + ", ".join(f"{k} {v:.0f} ms" for k, v in analysis.timings_ms.items()))
+        probs = shown.model_probabilities.get(model, {})
+        per_model.append({"model": model, **{LABEL_TITLES[k]: f"{v:.0%}" for k, v in probs.items()}})
+        metrics.append({"model": model,
+                        **{k: v for k, v in info.items() if isinstance(v, (int, float, str)) and k != "probabilities"},
+                        **{k: round(v, 3) for k, v in flatten_numbers(info.get("test_metrics", {})).items()}})
+    if per_model:
+        st.markdown("**Each model's probabilities for this photo**" + (" (research output)" if research_only else ""))
+        st.dataframe(per_model, hide_index=True)
+        st.markdown("**The models' validation metrics** (from their model cards: measured on held-out test data, "
+                    "not on this photo)")
+        st.dataframe(metrics, hide_index=True)
+
+
+# --- verdict -------------------------------------------------------------------------------------------------
+headline, details = verdict_lines(reading, prediction)
+if shown.reliable:
+    v1, v2 = st.columns([1, 1.4])
+    with v1:
+        st.subheader(headline)
+        st.markdown(f"✅ {details[0]}", help="Every ECG machine records I and II and computes III, aVR, aVL and aVF "
+                    "from them, so on a correct reading I + III = II and aVR + aVL + aVF = 0. True recordings agree "
+                    "to 15-24 dB; a reading is called reliable only when both laws hold to at least 5 dB.")
+        for note in shown.notes:
+            st.caption(f"Note: {note}")
+    with v2:
+        show_probabilities(research_only=False)
+else:
+    v1, v2 = st.columns([1.2, 1])
+    with v1:
+        st.subheader(headline)
+        # A warning, not an error: the app worked; it is the photo's reading that cannot be trusted.
+        st.warning("No verdict is given: the digitised leads fail checks that every correct reading of a real ECG "
+                 "passes, so whatever the model says about them is not a result.\n\n"
+                 + "\n".join(f"- {line}" for line in details), icon="🔍")
+        st.markdown("**What to look at:** the photo on the right shows where each lead was read. Check that every "
+                    "box holds its own lead's trace and that the leads below look like the printout. Choose the "
+                    "layout by hand above, or correct the lead boxes further down, and the reading is checked again.")
+        for note in shown.notes:
+            st.caption(f"Note: {note}")
+    with v2:
+        st.image(annotate_photo(rgb, shown.class_map, dig.leads, dig.rotation_deg), output_format="JPEG",
+                 caption="Where each lead was read (boxes), with the segmented grid and trace")
+    with st.expander("Research output only, not a result: the model's probabilities for this unreliable reading"):
+        show_probabilities(research_only=True)
+st.caption("Timings: " + ", ".join(f"{k} {v:.0f} ms" for k, v in shown.timings_ms.items()))
 
 # --- photo with detections, and box correction ---------------------------------------------------------------
 st.subheader("What was found on the photo")
@@ -232,22 +280,21 @@ with p2:
                           help=None if analysis.classification_image is not None else "the image model is not installed")
     st.markdown(f"Layout **{dig.layout}**, rotation **{dig.rotation_deg:+.1f} deg**, "
                 f"**{dig.px_per_mm:.2f} px/mm**, {len(dig.leads)} lead boxes.")
-    quality = getattr(dig, "quality", {}) or {}
-    if override is not None and not quality.get("ok", True):  # the automatic result says so in its notes
-        st.warning("The digitisation quality checks flagged problems: compare the leads with the photo.")
     with st.expander("Correct the lead boxes"):
         st.caption("Edit a box's centre, size or angle (pixels of the photo) or its seconds, then re-digitise.")
         edited = st.data_editor(boxes_to_rows(dig.leads), num_rows="dynamic", key=f"cls_boxes_{digest}",
                                 column_order=BOX_COLUMNS, hide_index=True)
         if st.button("Re-digitise with these boxes", key="cls_redigitize"):
             try:
-                from ecgcore.digitize import digitize
+                from ecgcore.analyze import analyze_photo
 
                 boxes = rows_to_boxes(edited)
-                new_dig = digitize(analysis.class_map, layout=dig.layout, fs=int(dig.fs), lead_boxes=boxes,
-                                   curve_margin=analysis.curve_margin)
-                new_probs = load_active_models(workspace_root())[1].predict_signal(new_dig)
-                state["cls_override"] = (new_dig, new_probs, max(new_probs, key=new_probs.get))
+                # The same path as the automatic reading (known class map, the drawn boxes): the re-read gets its
+                # own Reading and the same honest presentation.
+                state["cls_override"] = analyze_photo(
+                    rgb, layout=analysis.digitized.layout, lead_boxes=boxes, fs=int(dig.fs), explain=False,
+                    segmenter=KnownClassMap(analysis.class_map, analysis.curve_margin),
+                    classifiers=load_active_models(workspace_root())[1])
                 st.rerun()
             except (ValueError, ImportError) as exc:  # DigitizationError and ModelError are ValueErrors
                 st.error(str(exc))
@@ -264,9 +311,11 @@ st.subheader("Digitised 12 leads")
 show_attr = st.toggle("Shade where the signal model looked (attribution for MI)", value=False, key="cls_attr",
                       disabled=override is not None,
                       help="Integrated gradients towards MI; not available for hand-corrected boxes.")
-st.plotly_chart(ecg_paper_figure(dig.signal, dig.fs,
+st.plotly_chart(ecg_paper_figure(dig.signal, dig.fs, windows=windows,
                                  attribution=analysis.signal_attribution if show_attr and override is None else None),
                 key="cls_leads", config={"displayModeBar": False})
+st.caption("Only what was read is drawn: grey stretches of a lead's window were not read, and a lead read along "
+           "less than half of its window is named so in red.")
 if analysis.classification_image is not None:
     with st.expander("The image model's input (prototype-style segmentation image)"):
         st.image(analysis.classification_image, width=420)
@@ -281,9 +330,9 @@ d1.download_button("Signal (CSV)", lambda: signal_csv(dig.signal, dig.fs), file_
 d2.download_button("Record (WFDB, zip)", lambda: wfdb_zip(dig, stem), file_name=f"{stem}_wfdb.zip",
                    mime="application/zip", key="cls_dl_wfdb")
 d3.download_button("Report (PNG)", lambda: report(annotated, dig.signal, dig.fs, probabilities, prediction, DISCLAIMER,
-                                                  analysis.models, "png", f"ECG Lab report - {name}"),
+                                                  shown.models, "png", f"ECG Lab report - {name}", reading, windows),
                    file_name=f"{stem}_report.png", mime="image/png", key="cls_dl_png")
 d4.download_button("Report (PDF)", lambda: report(annotated, dig.signal, dig.fs, probabilities, prediction, DISCLAIMER,
-                                                  analysis.models, "pdf", f"ECG Lab report - {name}"),
+                                                  shown.models, "pdf", f"ECG Lab report - {name}", reading, windows),
                    file_name=f"{stem}_report.pdf", mime="application/pdf", key="cls_dl_pdf")
 st.caption(DISCLAIMER)

@@ -3,9 +3,11 @@
     python -m pipelines.classify IMAGE... [--json] [--layout auto|seed-3x4|3x4+II|6x2|12x1|3x4|3x4+3]
 
 Each image is segmented, digitised and classified (ecgcore.analyze). With --json, one JSON object per image on
-stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization"}, or
-{"image", "error": "one sentence"}; the exit code is non-zero when any image failed. Research use only: not medical
-advice.
+stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization",
+"reading": {"reliable", "einthoven_db", "goldberger_db", "repeats_r", "reasons"}}, or {"image", "error": "one
+sentence"}; the exit code is non-zero when any image failed. A reading that is not reliable (it breaks the limb-lead
+physics or another check; "reasons" say why) is no result: its probabilities are research output only, and the
+plain-text line says so first. Research use only: not medical advice.
 """
 
 from __future__ import annotations
@@ -84,9 +86,19 @@ def _emit(result: dict, as_json: bool) -> None:
         print(f"{result['image']}: error: {result['error']}", flush=True)
         return
     probs = ", ".join(f"{LABEL_NAMES_FOR_PEOPLE[k]} {v:.0%}" for k, v in result["probabilities"].items())
-    dig = result["digitization"]
-    print(f"{result['image']}: {LABEL_NAMES_FOR_PEOPLE[result['prediction']]} ({probs}); layout {dig['layout']}, "
-          f"{len(dig['leads_found'])} leads read", flush=True)
+    dig, reading = result["digitization"], result["reading"]
+    where = f"layout {dig['layout']}, {len(dig['leads_found'])} leads read"
+    if reading["reliable"]:
+        laws = ", ".join(f"{law} {_db(reading[f'{law.lower()}_db'])}" for law in ("Einthoven", "Goldberger"))
+        print(f"{result['image']}: {LABEL_NAMES_FOR_PEOPLE[result['prediction']]} ({probs}); {where}; the limb leads "
+              f"agree ({laws})", flush=True)
+    else:
+        print(f"{result['image']}: could not read this ECG reliably: {'; '.join(reading['reasons'])}. {where}. "
+              f"Research output only, not a result: {probs}", flush=True)
+
+
+def _db(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f} dB"
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@
 segmentation: per-class IoU and Dice of the U-Net against the ground-truth masks.
 digitization: per-lead SNR (dB), Pearson r and RMSE (uV) of the digitised record against its source record, over
   the plotted window of each lead, each signal's median removed, the best time shift within +-0.05 s per lead
-  (ecgcore.evaluate documents the exact definition). --masks truth digitises the ground-truth masks (an upper
-  bound on what the pipeline can reach, not its score); --masks predicted segments the photos first.
-classification: MI-vs-rest AUROC and 3-class macro F1 of the signal classifier on the digitised samples.
+  (ecgcore.evaluate documents the exact definition). Next to them, the limb-lead physics that needs no source
+  record (ecgcore.physics: Einthoven I+III=II and Goldberger aVR+aVL+aVF=0 in dB, medians per set) and the share
+  of readings marked reliable. --masks truth digitises the ground-truth masks (an upper bound on what the
+  pipeline can reach, not its score); --masks predicted segments the photos first.
+classification: MI-vs-rest AUROC and 3-class macro F1 of the signal classifier on the digitised samples, and the
+  share of those readings marked reliable.
 Every command prints one JSON object (also written to --out) and skips curated-out samples.
 """
 
@@ -134,6 +137,7 @@ def evaluate_segmentation_cmd(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     """Per-sample and pooled SNR / r / RMSE; failures are counted (and scored as missing, not as 0 dB)."""
+    from ecgcore.analyze import assess
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
     from ecgcore.evaluate import compare_signals, sample_source_record
@@ -165,12 +169,14 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
             true = _resample_record(record.signal, record.fs, fs)
         scores = compare_signals(true, dig.signal, fs)
         summary = scores.summary()
+        reading = assess(dig)  # the Classify page's and the CLI's verdict on the same reading
         row.update(detected_layout=dig.layout, layout_correct=dig.layout == sample.meta.get("layout"),
                    rotation_error_deg=round(abs(dig.rotation_deg - float(sample.meta.get("angle_deg", 0.0))), 3),
                    px_per_mm_error=round(dig.px_per_mm / float(sample.meta["px_per_mm"]) - 1.0, 5),
                    **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()},
                    per_lead_snr_db=[None if not np.isfinite(v) else round(float(v), 2) for v in scores.snr_db],
-                   quality_ok=dig.quality["ok"])
+                   quality_ok=dig.quality["ok"], einthoven_db=reading.einthoven_db,
+                   goldberger_db=reading.goldberger_db, reliable=reading.reliable, reasons=reading.reasons)
         rows.append(row)
         lead_snr.append(scores.snr_db)
         reporter.advance(1, message=f"{sample.id}: {summary['snr_db']:.1f} dB")
@@ -188,6 +194,7 @@ def _digitization_summary(rows: list[dict[str, Any]], lead_snr: list[np.ndarray]
         if not subset:
             return {"n": 0}
         snr = np.array([r["snr_db"] for r in subset], np.float64)
+        reliable = np.array([r["reliable"] for r in subset], bool)
         return {
             "n": len(subset),
             "snr_db_median_of_records": float(np.nanmedian(snr)),
@@ -195,6 +202,10 @@ def _digitization_summary(rows: list[dict[str, Any]], lead_snr: list[np.ndarray]
             "pearson_r_median": float(np.nanmedian([r["pearson_r"] for r in subset])),
             "rmse_uv_median": float(np.nanmedian([r["rmse_uv"] for r in subset])),
             "layout_accuracy": float(np.mean([r["layout_correct"] for r in subset])),
+            **physics_summary(subset),
+            # Does the flag separate good readings from bad ones? The source record's SNR on each side of it.
+            "snr_db_median_reliable": float(np.nanmedian(snr[reliable])) if reliable.any() else None,
+            "snr_db_median_unreliable": float(np.nanmedian(snr[~reliable])) if (~reliable).any() else None,
         }
 
     by_layout = {name: stats([r for r in ok if r["layout"] == name]) for name in sorted({r["layout"] for r in rows})}
@@ -211,6 +222,9 @@ def _digitization_summary(rows: list[dict[str, Any]], lead_snr: list[np.ndarray]
                  if args.masks == "truth" else "masks predicted by the segmentation U-Net: the pipeline's score"),
         "definition": "per-lead SNR = 10 log10(sum true^2 / sum (true - est)^2) over the plotted window, each "
                       "signal's median removed, best time shift within +-0.05 s per lead",
+        "physics_definition": "per law, 10 log10(mean energy of its leads / energy of the residual) over the samples "
+                              "where all its leads are read, each lead's median removed (ecgcore.physics); medians "
+                              "over the readings where the law could be measured; reliable as in classify --json",
         "n_samples": len(rows),
         "n_failed": len(rows) - len(ok),
         "snr_db_median_all_leads": float(np.median(pooled)) if pooled.size else None,
@@ -223,6 +237,18 @@ def _digitization_summary(rows: list[dict[str, Any]], lead_snr: list[np.ndarray]
     }
 
 
+def physics_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the two limb-lead laws (dB) over the rows where each was measurable, how many that was, and the
+    share of rows whose reading was marked reliable (rows: dicts with einthoven_db, goldberger_db, reliable)."""
+    out: dict[str, Any] = {}
+    for key in ("einthoven_db", "goldberger_db"):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        out[f"{key}_median"] = round(float(np.median(values)), 2) if values else None
+        out[f"{key}_measured"] = len(values)
+    out["reliable_share"] = round(float(np.mean([bool(r.get("reliable")) for r in rows])), 4) if rows else None
+    return out
+
+
 # --- classification -------------------------------------------------------------------------------------------
 
 
@@ -232,6 +258,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
         from ecgcore.train_classifier import classification_metrics
     except ImportError as exc:
         fail(f"the classification module is not available ({exc})")
+    from ecgcore.analyze import assess
     from ecgcore.constants import LABEL_INDEX, LABELS
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
@@ -243,7 +270,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     classifiers = load_classifiers(args.signal_weights, with_image=False)
     segmenter = _segmenter(args) if args.masks == "predicted" else None
     reporter = Reporter(total=len(samples), desc="classifying", unit="sample")
-    y_true, probs, failed = [], [], []
+    y_true, probs, failed, readings = [], [], [], []
     for sample in samples:
         class_map, margin = (sample.mask(), None) if segmenter is None else segment_with_margin(segmenter, sample.image())
         try:
@@ -255,13 +282,15 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
             continue
         y_true.append(LABEL_INDEX[sample.label])
         probs.append([p[label] for label in LABELS])
+        readings.append(assess(dig).to_json())
         reporter.advance(1, message=sample.id)
     reporter.close()
     if not y_true:
         fail("no sample could be digitised and classified")
     metrics = classification_metrics(np.asarray(y_true), np.asarray(probs))
     return {"what": "classification", "data": str(args.data), "masks": args.masks, **metrics,
-            "n_failed": len(failed), "failures": failed, "models": classifiers.models_info()}
+            **physics_summary(readings), "n_failed": len(failed), "failures": failed,
+            "models": classifiers.models_info()}
 
 
 if __name__ == "__main__":

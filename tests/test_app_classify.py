@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from ecgcore.ui_plots import LABEL_TITLES
 from ecgcore.ui_report import boxes_to_rows, rows_to_boxes, signal_csv
 
 CLASSIFY = "pages/4_Classify.py"
@@ -36,6 +37,11 @@ def page(tmp_path, monkeypatch):
     return at
 
 
+def _headline(text: str) -> bool:
+    """The verdict's headline: the model's output, or, for a reading that failed the checks, the honest refusal."""
+    return text.startswith("Model output:") or text == "Could not read this ECG reliably"
+
+
 def _disclaimer_shown(at) -> bool:
     return any("not medical advice" in w.value and "emergency" in w.value for w in at.warning)
 
@@ -50,7 +56,7 @@ def test_a_sample_photo_gives_probabilities_or_the_model_missing_state(page):
     assert not page.exception, [e.value for e in page.exception]
     assert _disclaimer_shown(page)
     if _models_installed():
-        assert any(h.value.startswith("Model output:") for h in page.subheader)
+        assert any(_headline(h.value) for h in page.subheader)
         assert len(page.get("plotly_chart")) >= 2  # probabilities and the 12 leads
     else:
         errors = [e.value for e in page.error]
@@ -68,7 +74,7 @@ def test_an_uploaded_png_is_analysed_in_memory(page, tmp_path):
     page.file_uploader(key="cls_upload").set_value(("ecg.png", buffer.getvalue(), "image/png")).run()
     assert not page.exception, [e.value for e in page.exception]
     assert any(e.value.startswith("Model missing:") for e in page.error) or any(
-        h.value.startswith("Model output:") for h in page.subheader)
+        _headline(h.value) for h in page.subheader)
     assert not (tmp_path / "ws" / "uploads").exists() or not any((tmp_path / "ws" / "uploads").iterdir())
 
 
@@ -146,8 +152,9 @@ def test_with_models_the_page_shows_the_verdict_leads_and_boxes(page, working_mo
     assert not page.error, [e.value for e in page.error]
     (verdict,) = [h.value for h in page.subheader if h.value.startswith("Model output:")]
     assert verdict.split(": ")[1] in ("Normal", "Non-MI abnormality", "Myocardial infarction")
-    models = page.dataframe[0].value
-    assert models.loc[0, "model"] == "signal" and models.loc[0, "mi_auroc"] == 0.5  # the card's metrics
+    per_model, metrics = page.dataframe[0].value, page.dataframe[1].value  # (the box editor comes after)
+    assert list(per_model.columns) == ["model", "Normal", "Non-MI abnormality", "Myocardial infarction"]
+    assert metrics.loc[0, "model"] == "signal" and metrics.loc[0, "mi_auroc"] == 0.5  # the card's metrics
     assert any("Layout **seed-3x4**" in m.value for m in page.markdown)
     assert len(page.get("plotly_chart")) == 2
     assert _disclaimer_shown(page)
@@ -155,7 +162,8 @@ def test_with_models_the_page_shows_the_verdict_leads_and_boxes(page, working_mo
     # re-digitise from the boxes in the editor (AppTest cannot type into it): the hand-made-boxes path runs
     page.button(key="cls_redigitize").click().run(timeout=120)
     assert not page.exception and not page.error, [e.value for e in page.error]
-    assert page.session_state["cls_override"][0].layout_source == "boxes"
+    override = page.session_state["cls_override"]
+    assert override.digitized.layout_source == "boxes" and override.reading is not None  # checked like any reading
     assert page.button(key="cls_reset_boxes") is not None  # showing the hand-corrected result
 
 
@@ -231,3 +239,126 @@ def test_a_photo_without_an_ecg_gets_no_diagnosis(page, monkeypatch, tmp_path):
     assert any("No ECG grid/trace found" in w.value for w in page.warning)
     assert not any(h.value.startswith("Model output") for h in page.subheader)
     assert _disclaimer_shown(page)
+
+
+# --- the honest verdict: a reading that is not reliable is no result -----------------------------------------------
+
+
+def _upload(page, image: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    page.file_uploader(key="cls_upload").set_value(("synthetic.png", buffer.getvalue(), "image/png")).run(timeout=120)
+    assert not page.exception, [e.value for e in page.exception]
+
+
+def test_a_reliable_reading_shows_the_verdict_and_that_the_limb_leads_agree(page, working_models):
+    _upload(page, working_models.image)
+    analysis, _ = page.session_state["cls_result"]
+    assert analysis.reliable
+    assert page.subheader[0].value == f"Model output: {LABEL_TITLES[analysis.prediction]}"
+    agree = [m.value for m in page.markdown if "limb leads agree" in m.value]
+    assert agree == [f"✅ The limb leads agree (Einthoven {analysis.reading.einthoven_db:.1f} dB, "
+                     f"Goldberger {analysis.reading.goldberger_db:.1f} dB)."]
+    assert not any("No verdict is given" in w.value for w in page.warning)
+    assert not any("Research output" in e.label for e in page.expander)
+    # the table named for what it shows, and the validation metrics under their own name
+    titles = [m.value for m in page.markdown if m.value.startswith("**")]
+    assert "**Each model's probabilities for this photo**" in titles
+    assert any(t.startswith("**The models' validation metrics**") for t in titles)
+    assert not any("Models and their validation metrics" in m.value for m in page.markdown)
+
+
+def test_an_unreliable_reading_says_so_first_and_its_probabilities_are_research_output(page, working_models):
+    """Issue: a reading that breaks the limb-lead physics showed "Model output: ..." in large type. The layout
+    forced to 12x1 on a 3x4 printout reads the wrong rows: the page must say it could not read the ECG."""
+    page.selectbox(key="cls_layout").set_value("12x1").run()
+    _upload(page, working_models.image)
+    analysis, _ = page.session_state["cls_result"]
+    assert not analysis.reliable
+    assert page.subheader[0].value == "Could not read this ECG reliably"
+    assert not any(h.value.startswith("Model output") for h in page.subheader)
+    assert not page.error  # the app worked: the reading is what cannot be trusted
+    (error,) = [w.value for w in page.warning if w.value.startswith("No verdict is given")]
+    assert "(read with the layout you chose)" in error and "Einthoven" in error
+    assert any(m.value.startswith("**What to look at:**") for m in page.markdown)
+    captions = [caption for image in page.get("image") for caption in image.captions]
+    assert captions[0].startswith("Where each lead was read")  # the overlay to look at, beside the reasons
+    (research,) = [e for e in page.expander if e.label.startswith("Research output only, not a result")]
+    assert len(research.get("plotly_chart")) == 1  # the probabilities live only in the marked section
+    assert any(c.value.startswith("Research output only, not a result") for c in research.caption)
+    assert any("(research output)" in m.value for m in research.markdown)
+    assert len(page.get("plotly_chart")) == 2  # the probabilities (in the expander) and the leads
+    assert _disclaimer_shown(page)
+
+
+def test_leads_read_along_a_sliver_of_their_window_are_not_drawn_as_traces():
+    """Issue: leads read for ~2% of their window were drawn as straight ramps and plateaus. The figure holds the
+    window's samples with NaN where nothing was read (plotly breaks the line there), and the panel says so."""
+    from ecgcore.constants import LEAD_INDEX
+    from ecgcore.render import LeadBox
+    from ecgcore.signals import synthetic_record
+    from ecgcore.ui_plots import ecg_paper_figure, lead_windows, read_fractions
+
+    signal = synthetic_record(3).signal[:1000].astype(np.float64)
+    quad = np.zeros((4, 2))
+    boxes = [LeadBox(name, quad, 2.5 * (i // 3), 2.5 * (i // 3) + 2.5)
+             for i, name in enumerate(["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"])]
+    windows = lead_windows(boxes)
+    for name, (t0, t1) in ((n, spans[0]) for n, spans in windows.items()):
+        keep = np.zeros(1000, bool)
+        keep[int(t0 * 100): int(t1 * 100)] = True
+        signal[~keep, LEAD_INDEX[name]] = np.nan
+    iii = LEAD_INDEX["III"]
+    signal[:250, iii] = np.nan
+    signal[100:105, iii] = 0.3  # 5 of 250 samples: 2%
+    signal[60:160, LEAD_INDEX["II"]] = np.nan  # a one-second gap in the middle of II
+    fractions = read_fractions(signal, 100, windows)
+    assert fractions["III"] == pytest.approx(0.02) and fractions["II"] == pytest.approx(0.6) and fractions["I"] == 1
+
+    fig = ecg_paper_figure(signal, 100, windows=windows)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "III - partly read (2%)" in titles and "II" in titles and "I" in titles
+    traces = {t.hovertemplate.split("<extra>")[1].split("</extra>")[0]: t for t in fig.data if t.hovertemplate}
+    x, y = np.asarray(traces["III"].x, float), np.asarray(traces["III"].y, float)
+    assert x.size == 250 and x[0] == 0.0  # the whole window, not just the read samples
+    assert np.isfinite(y).sum() == 5 and (y[100:105] == 0.3).all() and np.isnan(np.delete(y, range(100, 105))).all()
+    assert traces["III"].connectgaps is False
+    y_ii = np.asarray(traces["II"].y, float)
+    assert np.isnan(y_ii[60:160]).all() and np.isfinite(y_ii[:60]).all()  # a gap, not a ramp across it
+    shaded = [(s.x0, s.x1) for s in fig.layout.shapes]
+    assert (0.6, 1.6) in shaded and any(a.text == "not read" for a in fig.layout.annotations)
+
+
+def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
+    from matplotlib import pyplot as plt
+
+    from ecgcore.constants import LEAD_INDEX
+    from ecgcore.physics import Reading
+    from ecgcore.signals import synthetic_record
+    from ecgcore.ui_report import report_figure
+
+    signal = synthetic_record(3).signal[:250].astype(np.float64)
+    signal[:, LEAD_INDEX["V3"]] = np.nan
+    signal[10:15, LEAD_INDEX["V3"]] = 0.2
+    probs = {"normal": 0.2, "non_mi_abnormality": 0.22, "mi": 0.58}
+    windows = {name: [(0.0, 2.5)] for name in LEAD_INDEX}  # every lead shown for the 2.5 s of a 3x4 cell
+    unreliable = Reading(False, -4.0, 12.0, None, ["the limb leads break I + III = II (Einthoven): -4.0 dB"])
+    fig = report_figure(np.full((300, 400, 3), 255, np.uint8), signal, 100, probs, "mi", "Not medical advice.",
+                        {}, reading=unreliable, windows=windows)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    plt.close(fig)
+    assert "Could not read this ECG reliably" in texts
+    assert any("The limb leads break I + III = II" in t for t in texts)
+    assert "Research output only, not a result (the reading is not reliable)" in titles
+    assert not any(t.startswith("Model output") for t in titles + texts)
+    assert "V3 - partly read (2%)" in titles and "V2" in titles
+
+    reliable = Reading(True, 17.2, 15.9, 0.93, [])
+    fig = report_figure(np.full((300, 400, 3), 255, np.uint8), signal, 100, probs, "mi", "Not medical advice.",
+                        {}, reading=reliable)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    plt.close(fig)
+    assert "Model output: Myocardial infarction" in titles and "Could not read this ECG reliably" not in texts
+    assert "The limb leads agree (Einthoven 17.2 dB, Goldberger 15.9 dB)." in "\n".join(texts)

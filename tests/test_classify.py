@@ -428,7 +428,7 @@ def test_analyze_photo_keeps_every_step(monkeypatch, tiny_classifiers):
     photo = synthesize_photo(record, seed=5, layout="3x4+II", size=(800, 600))
     layout_len = 1000
     signal = np.where(layout_mask("3x4+II"), record.signal, np.nan)[:layout_len]
-    monkeypatch.setattr(analyze, "_digitize", lambda class_map, layout, curve_margin=None: TruthDigitized(signal, 100, "3x4+II", photo.leads))
+    monkeypatch.setattr(analyze, "_digitize", lambda class_map, layout, curve_margin=None, **kw: TruthDigitized(signal, 100, "3x4+II", photo.leads))
     steps = []
     result = analyze.analyze_photo(photo.image, segmenter=TruthSegmenter(photo.mask), classifiers=tiny_classifiers,
                                    on_step=lambda name, fraction: steps.append(name))
@@ -443,7 +443,9 @@ def test_analyze_photo_keeps_every_step(monkeypatch, tiny_classifiers):
     assert set(result.timings_ms) == {"segment", "digitize", "classify", "explain"}
     assert "not medical advice" in result.disclaimer
     out = result.to_json("photo.png")
-    assert list(out) == ["image", "probabilities", "prediction", "models", "digitization"]
+    assert list(out) == ["image", "probabilities", "prediction", "models", "digitization", "reading"]
+    assert out["reading"] == result.reading.to_json()  # computed once, in analyze_photo
+    assert out["reading"]["reliable"] is True and out["reading"]["einthoven_db"] > 15 and not out["reading"]["reasons"]
     assert sum(out["probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
     assert out["models"]["signal"]["test_metrics"] == {"mi_auroc": 0.9}
     assert out["digitization"]["layout"] == "3x4+II" and len(out["digitization"]["leads_found"]) == 12
@@ -457,6 +459,64 @@ def test_analyze_photo_refuses_an_image_without_a_trace(tiny_classifiers):
     blank = np.full((400, 500, 3), 200, np.uint8)
     with pytest.raises(DigitizationError, match="no ECG grid/trace found"):
         analyze_photo(blank, segmenter=TruthSegmenter(np.zeros((400, 500), np.uint8)), classifiers=tiny_classifiers)
+
+
+@pytest.fixture(scope="module")
+def photo_seed_11():
+    from ecgcore.photo import synthesize_photo
+
+    return synthesize_photo(synthetic_record(11), seed=11)
+
+
+def test_a_forced_layout_or_drawn_boxes_get_the_same_reading_checks(photo_seed_11, tiny_classifiers):
+    """Issue: a forced layout or boxes moved off the trace still gave a verdict with only a generic note. The
+    Reading is made by analyze_photo for every path, so they are marked not reliable, with the reasons in words."""
+    from ecgcore.analyze import analyze_photo
+    from ecgcore.errors import DigitizationError
+    from ecgcore.render import LeadBox
+
+    photo = photo_seed_11
+    run = dict(segmenter=TruthSegmenter(photo.mask), classifiers=tiny_classifiers, explain=False)
+    auto = analyze_photo(photo.image, **run)
+    assert auto.reliable and auto.reading.einthoven_db >= 5.0 and auto.reading.goldberger_db >= 5.0
+
+    forced = analyze_photo(photo.image, layout="12x1", **run)  # the page is a 3x4 printout
+    assert not forced.reliable and forced.digitized.layout_source == "given"
+    assert forced.reading.reasons[-1] == "(read with the layout you chose)"
+    assert forced.to_json("x.png")["reading"]["reliable"] is False
+
+    def moved(dx: float, dy: float) -> list:
+        return [LeadBox(b.name, b.quad + np.array([dx, dy]), b.t0, b.t1) for b in auto.digitized.leads]
+
+    height = float(np.linalg.norm(auto.digitized.leads[0].quad[2] - auto.digitized.leads[0].quad[0]))
+    drawn = analyze_photo(photo.image, lead_boxes=moved(0.0, height / 2), **run)  # half a row down
+    assert drawn.digitized.layout_source == "boxes"
+    assert not drawn.reliable, drawn.reading
+    assert any("Einthoven" in reason for reason in drawn.reading.reasons)
+    assert "(read with the lead boxes you drew)" in drawn.reading.reasons
+    with pytest.raises(DigitizationError, match="too little of the leads could be read"):  # off the photo
+        analyze_photo(photo.image, lead_boxes=moved(5000.0, 5000.0), **run)
+
+
+def test_classify_text_output_says_could_not_read_first():
+    from pipelines.classify import _emit
+
+    result = {"image": "a.jpg", "probabilities": {"normal": 0.2, "non_mi_abnormality": 0.25, "mi": 0.55},
+              "prediction": "mi", "digitization": {"layout": "3x4", "leads_found": ["I"] * 12},
+              "reading": {"reliable": False, "einthoven_db": -3.0, "goldberger_db": 12.0, "repeats_r": None,
+                          "reasons": ["the limb leads break I + III = II"]}}
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _emit(result, as_json=False)
+        _emit({**result, "reading": {**result["reading"], "reliable": True, "einthoven_db": 17.2, "reasons": []}},
+              as_json=False)
+    unreliable, reliable = out.getvalue().splitlines()
+    assert unreliable.startswith("a.jpg: could not read this ECG reliably: the limb leads break I + III = II")
+    assert unreliable.index("Research output only") < unreliable.index("myocardial infarction 55%")
+    assert reliable.startswith("a.jpg: myocardial infarction (") and "limb leads agree (Einthoven 17.2 dB" in reliable
 
 
 def test_missing_signal_weights_name_the_fix(tmp_path):
@@ -501,13 +561,24 @@ def _check_result(result: dict, image: Path) -> None:
         assert set(result) == {"image", "error"}
         assert isinstance(result["error"], str) and 10 < len(result["error"]) < 400 and "\n" not in result["error"]
         return
-    assert list(result) == ["image", "probabilities", "prediction", "models", "digitization"]
+    assert list(result) == ["image", "probabilities", "prediction", "models", "digitization", "reading"]
     assert list(result["probabilities"]) == list(LABELS)
     assert all(0.0 <= p <= 1.0 for p in result["probabilities"].values())
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert result["prediction"] == max(result["probabilities"], key=result["probabilities"].get)
     assert "signal" in result["models"] and "weights" in result["models"]["signal"]
     assert {"layout", "rotation_deg", "px_per_mm", "leads_found", "quality_ok"} <= set(result["digitization"])
+    _check_reading(result["reading"])
+
+
+def _check_reading(reading: dict) -> None:
+    """The ``reading`` object of PRODUCT.md: reliable true/false, the two limb-lead figures, the reasons in words."""
+    assert {"reliable", "einthoven_db", "goldberger_db", "repeats_r", "reasons"} <= set(reading)
+    assert isinstance(reading["reliable"], bool) and isinstance(reading["reasons"], list)
+    assert reading["reliable"] == (not reading["reasons"])
+    if reading["reliable"]:  # PRODUCT.md: every reading called reliable keeps both laws at >= 5 dB
+        assert reading["einthoven_db"] >= 5.0 and reading["goldberger_db"] >= 5.0
+    assert all(isinstance(r, str) and len(r) > 10 and "\n" not in r for r in reading["reasons"])
 
 
 @pytest.mark.slow

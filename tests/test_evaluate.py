@@ -53,6 +53,7 @@ def test_sample_snr_for_curation(tiny_dataset):
     scores = sample_digitization_scores(sample)
     assert scores["error"] is None and scores["layout_correct"]
     assert scores["snr_db"] > 5.0 and len(scores["per_lead"]) == 12
+    assert isinstance(scores["reliable"], bool) and (scores["einthoven_db"] is None or scores["einthoven_db"] > -60)
     assert sample_snr(sample) == pytest.approx(scores["snr_db"])
     # an unreadable class map is a score with a reason, not an exception
     bad = sample_digitization_scores(sample, class_map=np.zeros_like(sample.mask()))
@@ -69,6 +70,17 @@ def test_pipeline_digitization_json(tiny_dataset, tmp_path, capsys):
     assert result["n_samples"] == 4 and result["n_failed"] == 0
     assert result["snr_db_median_all_leads"] > 5.0
     assert json.loads(capsys.readouterr().out)["n_samples"] == 4
+    # the limb-lead physics next to the SNR: per set and per sample, and the share of readings marked reliable
+    for scope in (result, *result["by_layout"].values()):
+        assert {"einthoven_db_median", "goldberger_db_median", "reliable_share"} <= set(scope)
+    assert 0.0 <= result["reliable_share"] <= 1.0 and result["einthoven_db_median"] > 5.0
+    for row in result["per_sample"]:
+        assert {"einthoven_db", "goldberger_db", "reliable", "reasons"} <= set(row)
+        assert row["reliable"] == (not row["reasons"])
+        if row["reliable"]:
+            assert row["einthoven_db"] >= 5.0 and row["goldberger_db"] >= 5.0
+    reliable = [r for r in result["per_sample"] if r["reliable"]]
+    assert result["reliable_share"] == pytest.approx(len(reliable) / 4)
 
 
 def test_pipeline_predicted_without_weights_is_one_sentence(tiny_dataset, tmp_path, capsys):

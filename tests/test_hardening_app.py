@@ -109,8 +109,11 @@ def outcome(at) -> dict:
     return {
         "exceptions": [e.value for e in at.exception],
         "errors": [e.value for e in at.error],
-        "warnings": [w.value for w in at.warning if "not medical advice" not in w.value],
-        "verdict": [h.value for h in at.subheader if h.value.startswith("Model output:")],
+        "warnings": [w.value for w in at.warning
+                     if "not medical advice" not in w.value and not w.value.startswith("No verdict is given")],
+        # the verdict, or its honest form for a reading that failed the checks (ecgcore.physics)
+        "verdict": [h.value for h in at.subheader
+                    if h.value.startswith("Model output:") or h.value == "Could not read this ECG reliably"],
         "charts": len(at.get("plotly_chart")),
         "disclaimer": any("not medical advice" in w.value for w in at.warning),
     }

@@ -291,7 +291,8 @@ def test_classify(case, classify_runs):
     _, by_name, _, _ = classify_runs[_group(case)]
     result = by_name[case.file]
     if case.kind == "valid":
-        assert set(result) == {"image", "probabilities", "prediction", "models", "digitization"}, result
+        assert set(result) == {"image", "probabilities", "prediction", "models", "digitization", "reading"}, result
+        assert isinstance(result["reading"]["reliable"], bool) and isinstance(result["reading"]["reasons"], list)
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert result["digitization"]["layout"] == "seed-3x4"
     else:
