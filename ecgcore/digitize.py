@@ -87,6 +87,10 @@ MAX_READ_FACTOR = 3.0
 MAX_READ_PIXELS = 20_000_000  # and at most this many pixels (memory: a 12 MP photo is read at no more than 1.29x)
 PULSE_PX_PER_MM = 2.0  # resolution of the pulse search
 PULSE_MIN_SCORE = 0.8
+PULSE_FLAT_MM = 0.4  # a pulse's flat parts stay within this of their level
+PULSE_LEVEL_SHARE = 0.15  # each of a pulse's two levels holds at least this share of its columns
+PULSE_SEARCH_MM = 10.0  # a page placed from its rows looks for pulses this far before and after each row's trace
+PULSE_TOP_MIN_MM = 1.5  # a pulse's top is flat for at least this long (0.06 s at 25 mm/s)
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
 # over their common seconds is at least this (different leads at the same time: rarely above 0.6).
 REPEAT_R_SAME = 0.8
@@ -209,7 +213,7 @@ def digitize(
     dig = _read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
     twin = SAME_PULSES.get(chosen) if source == "auto" else None
     if twin is None:
-        return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, layout_flags)
+        return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
                         if lay is not None else dig)
     # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and as
     # rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not (it shows other leads).
@@ -220,7 +224,7 @@ def digitize(
     agree = three_by_four.quality.get("repeats_r_median")
     is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
     dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
-    return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, layout_flags))
+    return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
 
 
 def _checked(dig: DigitizedEcg) -> DigitizedEcg:
@@ -235,7 +239,7 @@ def _checked(dig: DigitizedEcg) -> DigitizedEcg:
 
 
 def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
-                      pulses: list[Pulse], paper_speed: float, layout_flags: list[str]) -> DigitizedEcg:
+                      pulses: list[Pulse], paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg:
     """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
     of trace and its columns and time origin where the limb-lead laws hold (ecgcore.placement), and, for a layout
     guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
@@ -256,7 +260,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
                             else [])
     best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
     for name in names:
-        again = _page_reading(name, dig, paper, fit, offset, pulses, paper_speed, layout_flags)
+        again = _page_reading(name, dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
         if again is None:
             continue
         score = consistency_score(again.signal, again.fs)
@@ -268,7 +272,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
 
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
-                  pulses: list[Pulse], paper_speed: float, layout_flags: list[str]) -> DigitizedEcg | None:
+                  pulses: list[Pulse], paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg | None:
     """The page read in layout ``name`` placed from the page (None when the page does not show the rows its limb
     leads need). The prototype's seed-3x4 restarts every column at 0 s, which no printer does: not placed."""
     if name == "seed-3x4":
@@ -286,7 +290,12 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, o
     u_end = max(float(paper.u_of(cols[-1])) for cols in row_cols) + 2.0
     strips = _read_strips(paper, rows, min(row_pitch, 20.0), u_start, u_end)
     x0_table = offset[0] + lay.cells[0].x_mm + (lay.pulse_mm if lay.cells[0].pulse else 0.0)
-    found = best_origin(strips, u_start, windows, paper_speed, [x0_table])
+    # Where the rows end in trace, their end places the origin (a pulse's flat lead-out before the first lead looks
+    # like trace); where they end in a pulse, their start does (best_origin without row_s).
+    law_rows = sorted({r for w in windows for r in w.rows})
+    trailing = sum(_ends_in_pulse(strips[r], gain) for r in law_rows)
+    row_s = None if 2 * trailing > len(law_rows) else min(max(c.t1 for c in lay.cells if c.row == r) for r in law_rows)
+    found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s)
     if found is None:
         return None
     x0, _ = found
@@ -299,11 +308,44 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, o
         baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
     cells = place_cells(lay, x0, baselines, paper_speed)
     flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
+    # The gain from pulses printed before or after the rows (of any shape); else the given one. The table reading's
+    # pulse measurement is not used: its cells were placed where this reading says they are not.
+    heights = []
+    row_s = int(round(lay.row_mm / SEARCH_STEP_MM))
+    start = int(round((x0 - u_start) / SEARCH_STEP_MM))
+    span = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
+    for r in sorted({r for w in windows for r in w.rows}):
+        for lo, hi in ((start - span, start), (start + row_s - span, start + row_s + span)):
+            levels = _pulse_levels(strips[r, max(lo, 0): max(hi, 0)])
+            if levels is not None:
+                heights.append(levels[0] - levels[1])
+    used_gain = _gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
     again = _read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
-                        paper_speed, dig.gain, pulses, flags)
+                        paper_speed, used_gain, pulses, flags)
     again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
     again.quality["placement"] = "from the page"
     return again
+
+
+def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
+    """Whether a row read across the page (sampled every SEARCH_STEP_MM) ends in a calibration pulse: in its last
+    PULSE_SEARCH_MM of trace, two flat levels 1 mV apart at the given or a standard gain, the top one held for at
+    least PULSE_TOP_MIN_MM in one stretch."""
+    read = np.flatnonzero(np.isfinite(strip))
+    if not read.size:
+        return False
+    last = int(read[-1])
+    tail = strip[max(0, last + 1 - int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))): last + 1]
+    levels = _pulse_levels(tail)
+    if levels is None:
+        return False
+    height = (levels[0] - levels[1]) / CALIBRATION_MV
+    if not any(abs(height - g) <= 0.15 * g for g in {gain, *GAINS}):
+        return False
+    at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
+    longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)
+                   if run.size and run[0]), default=0)
+    return longest * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
 
 
 def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_start: float, u_end: float) -> np.ndarray:
@@ -1011,15 +1053,34 @@ def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w
         flats = ((rel > 0.3 * f1) & (rel < 0.8 * f1)) | ((rel > f1 + hi + 0.3 * f2) & (rel < f1 + hi + 0.8 * f2))
         tops = (rel > f1 + 0.25 * hi) & (rel < f1 + 0.75 * hi)
         vf, vt = v[flats], v[tops]
-        if np.isfinite(vf).sum() >= 2 and np.isfinite(vt).sum() >= 2:
-            base = float(np.nanmedian(vf))
-            height = base - float(np.nanmedian(vt))
+        levels = None
+        if np.isfinite(vf).sum() >= 2 and np.isfinite(vt).sum() >= 2 and np.nanstd(vf) <= PULSE_FLAT_MM:
+            levels = float(np.nanmedian(vf)), float(np.nanmedian(vt))
+        else:  # a pulse of another shape than the standard 2-5-2 mm: its two flat levels, wherever they are
+            levels = _pulse_levels(v[(rel >= 0) & (rel <= pulse_w)])
+        if levels is not None:
+            base, top = levels
+            height = base - top
             if abs(base - cell.baseline_mm) <= 3.0 and height > 0:
                 pulse_baseline = base
                 pulse_gain = height / CALIBRATION_MV
         # The pulse is not signal; nor is the step back down at its end.
         v = np.where(rel < pulse_w + 0.5 * columns.col_mm, np.nan, v)
     return _CellReading(cell, u, v, pulse_baseline, pulse_gain)
+
+
+def _pulse_levels(v: np.ndarray) -> tuple[float, float] | None:
+    """The 0 mV line and the top of a calibration pulse of any shape from the trace's v (mm, down) across it: the
+    two levels (lowest and highest on the paper) that each hold at least PULSE_LEVEL_SHARE of the columns within
+    PULSE_FLAT_MM; None when there are not two such flat levels."""
+    v = v[np.isfinite(v)]
+    if v.size < 8:
+        return None
+    base, top = float(np.percentile(v, 90)), float(np.percentile(v, 10))
+    flat = [np.mean(np.abs(v - level) <= PULSE_FLAT_MM) for level in (base, top)]
+    if min(flat) < PULSE_LEVEL_SHARE or base - top < 1.0:
+        return None
+    return float(np.median(v[np.abs(v - base) <= PULSE_FLAT_MM])), float(np.median(v[np.abs(v - top) <= PULSE_FLAT_MM]))
 
 
 @dataclass

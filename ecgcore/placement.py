@@ -109,18 +109,19 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
 
 
 def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], paper_speed: float,
-                around_mm: list[float]) -> tuple[float, float] | None:
+                around_mm: list[float], row_s: float | None = None) -> tuple[float, float] | None:
     """The paper position (mm) of t = 0 that best keeps every law window's physics, and its score (the weakest law's
     dB); None when no candidate measures every law. Candidates lie every SEARCH_STEP_MM within SEARCH_AROUND_MM of
     each position in ``around_mm`` (the layout table's origin) and from SEARCH_BEFORE_MM before to SEARCH_AFTER_MM
     after the first trace ink.
 
-    The laws hold over a stretch of origins (the cells' ends next to a lead change are not read, and a window may
-    start before the ink), so each candidate's weakest law pays UNREAD_COST_DB_PER_MM for every mm of its windows
-    left unread, and of the candidates within PLATEAU_DB of the best, contiguous with it, the earliest is taken:
-    any earlier and a window would start before the trace, or take in the pulse, which breaks the laws; any later
-    and a row's last window runs past its trace. A flat foot after a calibration pulse keeps the laws like a flat
-    stretch of trace, so the origin may come out up to the foot's width early.
+    The laws hold over a stretch of origins (a window may start on a flat stretch before the trace, such as a
+    pulse's lead-out, and the cells' ends next to a lead change are not read), so each candidate's weakest law pays
+    UNREAD_COST_DB_PER_MM for every mm left unread of its windows and of its rows' whole span (``row_s`` seconds
+    from the origin, when given: the law rows' traces end there), and of the candidates within PLATEAU_DB of the
+    best and contiguous with it the latest is taken: any later and a row's span runs past the end of its trace; any
+    earlier only adds a flat stretch before it. Without ``row_s`` (a row whose end is not trace) the earliest is
+    taken, and a flat foot after a calibration pulse may then be taken for the first lead's start.
     """
     if not windows:
         return None
@@ -136,16 +137,28 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     candidates = candidates[(candidates >= 0) & (candidates < strips.shape[1])]
     if not len(candidates):
         return None
-    per_law, unread = window_scores(strips, candidates, windows, paper_speed / SEARCH_STEP_MM)
+    samples_per_s = paper_speed / SEARCH_STEP_MM
+    per_law, unread = window_scores(strips, candidates, windows, samples_per_s)
     scores = per_law.min(axis=1)
     if scores.max() <= UNMEASURED_DB:
         return None
-    objective = scores - UNREAD_COST_DB_PER_MM * np.minimum(unread.max(axis=1), 1e6)
+    unread = unread.max(axis=1)
+    if row_s is not None:
+        rows = strips[sorted({r for w in windows for r in w.rows})]
+        span = int(round(row_s * samples_per_s))
+        ends = candidates + span
+        inside = (candidates >= 0) & (ends <= rows.shape[1])
+        read_all = np.isfinite(rows).all(axis=0).astype(np.int64)
+        cumulative = np.concatenate([[0], np.cumsum(read_all)])
+        read_in_span = np.where(inside, cumulative[np.minimum(ends, rows.shape[1])] - cumulative[candidates], 0)
+        unread = np.maximum(unread, (span - read_in_span) * SEARCH_STEP_MM)
+    objective = scores - UNREAD_COST_DB_PER_MM * np.minimum(unread, 1e6)
     best = int(np.argmax(objective))
     near = objective >= objective[best] - PLATEAU_DB
+    step = 1 if row_s is not None else -1
     pick = best
-    while pick > 0 and near[pick - 1] and candidates[pick - 1] == candidates[pick] - 1:
-        pick -= 1
+    while 0 <= pick + step < len(candidates) and near[pick + step] and candidates[pick + step] == candidates[pick] + step:
+        pick += step
     return u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick])
 
 
