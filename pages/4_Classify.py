@@ -17,7 +17,7 @@ from ecgcore.ui_home import flatten_numbers  # noqa: E402
 from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, probabilities_figure  # noqa: E402
 from ecgcore.ui_report import BOX_COLUMNS, annotate_photo, boxes_to_rows, report, rows_to_boxes, signal_csv, wfdb_zip  # noqa: E402
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
-from pages import load_active_models, shared_images_dir  # noqa: E402
+from pages import active_weights, analysis_worker, load_active_models, shared_images_dir  # noqa: E402
 
 try:
     from ecgcore.analyze import DISCLAIMER
@@ -100,9 +100,10 @@ STEP_TEXT = {"segment": "Segmenting grid and trace", "digitize": "Digitising the
 
 
 def run_analysis(rgb: np.ndarray, layout: str):
-    """analyze_photo with a progress bar; returns (analysis, None) or (None, (kind, sentence))."""
+    """analyze_photo, in the server's analysis worker process, with a progress bar; returns (analysis, None) or
+    (None, (kind, sentence))."""
     try:
-        from ecgcore.analyze import analyze_photo, release_memory
+        from ecgcore.isolate import WorkerError, analyze_with_weights
     except ImportError as exc:
         return None, ("missing", f"the analysis module is not installed in this checkout ({exc}).")
     bar = st.progress(0.0, text="Loading the models...")
@@ -111,10 +112,12 @@ def run_analysis(rgb: np.ndarray, layout: str):
         bar.progress(min(1.0, fraction), text=STEP_TEXT.get(step, step))
 
     try:
-        segmenter, classifiers = load_active_models(workspace_root())  # the Home page's choice, cached
-        # The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
-        analysis = analyze_photo(rgb, layout=layout, on_step=on_step, segmenter=segmenter, classifiers=classifiers,
-                                 explain=False)
+        weights, stamps = active_weights(workspace_root())  # the Home page's choice, loaded once by the worker
+        # In a worker process: an image that makes the reader run away in memory or time costs that worker, never
+        # the server. The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
+        analysis = analysis_worker().call(analyze_with_weights, rgb, layout, weights, stamps, on_progress=on_step)
+    except WorkerError as exc:
+        return None, ("limit", str(exc))
     except ModelError as exc:
         return None, ("missing", str(exc))
     except ImportError as exc:
@@ -125,7 +128,6 @@ def run_analysis(rgb: np.ndarray, layout: str):
         return None, ("error", f"the analysis failed unexpectedly ({type(exc).__name__}: {exc}).")
     finally:
         bar.empty()
-        release_memory()
     return analysis, None
 
 
@@ -161,7 +163,7 @@ if state.get("cls_key") != key:
     state["cls_result"] = run_analysis(rgb, layout)
     state.pop("cls_override", None)
 analysis, problem = state["cls_result"]
-if problem is not None and problem[0] != "no-ecg":
+if problem is not None and problem[0] not in ("no-ecg", "limit"):
     state.pop("cls_key")  # models may be installed, or the glitch gone, by the next run: try again then
 
 if problem is not None:
@@ -239,15 +241,18 @@ with p2:
         if st.button("Re-digitise with these boxes", key="cls_redigitize"):
             try:
                 from ecgcore.digitize import digitize
+                from ecgcore.isolate import WorkerError
 
                 boxes = rows_to_boxes(edited)
-                new_dig = digitize(analysis.class_map, layout=dig.layout, fs=int(dig.fs), lead_boxes=boxes,
-                                   curve_margin=analysis.curve_margin)
+                # Boxes are typed by hand: read them in the worker too (digitize refuses unusable ones itself).
+                new_dig = analysis_worker().call(digitize, analysis.class_map, layout=dig.layout, fs=int(dig.fs),
+                                                 lead_boxes=boxes, curve_margin=analysis.curve_margin)
                 new_probs = load_active_models(workspace_root())[1].predict_signal(new_dig)
                 state["cls_override"] = (new_dig, new_probs, max(new_probs, key=new_probs.get))
                 st.rerun()
-            except (ValueError, ImportError) as exc:  # DigitizationError and ModelError are ValueErrors
-                st.error(str(exc))
+            except (ValueError, ImportError, WorkerError) as exc:  # DigitizationError, ModelError are ValueErrors
+                sentence = str(exc)
+                st.error(f"{sentence[:1].upper()}{sentence[1:]}")
         if override is not None and st.button("Back to the automatic boxes", key="cls_reset_boxes"):
             state.pop("cls_override", None)
             st.rerun()
