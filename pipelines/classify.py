@@ -4,8 +4,9 @@
 
 Each image is segmented, digitised and classified (ecgcore.analyze). With --json, one JSON object per image on
 stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization"}, or
-{"image", "error": "one sentence"}; the exit code is non-zero when any image failed. Research use only: not medical
-advice.
+{"image", "error": "one sentence"}; the exit code is non-zero when any image failed. Each image's analysis may grow
+the process by at most ecgcore.isolate.MEMORY_ALLOWANCE_BYTES (past it: an error line, and the next image goes on).
+Research use only: not medical advice.
 """
 
 from __future__ import annotations
@@ -15,9 +16,17 @@ import json
 import sys
 from pathlib import Path
 
-from ecgcore.analyze import DISCLAIMER, LABEL_NAMES_FOR_PEOPLE, analyze_photo, default_classifiers, default_segmenter
+from ecgcore.analyze import (
+    DISCLAIMER,
+    LABEL_NAMES_FOR_PEOPLE,
+    analyze_photo,
+    default_classifiers,
+    default_segmenter,
+    release_memory,
+)
 from ecgcore.errors import USER_ERRORS
 from ecgcore.imageio import read_image
+from ecgcore.isolate import is_out_of_memory, memory_allowance, memory_sentence
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 
@@ -62,11 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             if models_error is not None:
                 result = {"image": str(path), "error": models_error}
             else:
-                analysis = analyze_photo(rgb, layout=args.layout, segmenter=segmenter, classifiers=classifiers,
-                                         explain=False)
+                analysis = _analyze_within_allowance(rgb, args.layout, segmenter, classifiers)
                 result = analysis.to_json(str(path))
         except USER_ERRORS as exc:
             result = {"image": str(path), "error": _error_sentence(exc)}
+        except Exception as exc:  # MemoryError, or torch's and OpenCV's words for it; anything else is a bug
+            if not is_out_of_memory(exc):
+                raise
+            result = {"image": str(path), "error": _error_sentence(ValueError(memory_sentence()))}
         results.append(result)
         _emit(result, args.json)
         reporter.advance(1, message=path.name)
@@ -74,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(DISCLAIMER, file=sys.stderr)
     return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
+
+
+def _analyze_within_allowance(rgb, layout: str, segmenter, classifiers):
+    """analyze_photo with the process's growth capped (an image that makes the reader run away gets MemoryError,
+    not the kernel's OOM killer); the memory is given back to the OS afterwards."""
+    try:
+        with memory_allowance():
+            return analyze_photo(rgb, layout=layout, segmenter=segmenter, classifiers=classifiers, explain=False)
+    finally:
+        release_memory()
 
 
 def _emit(result: dict, as_json: bool) -> None:
