@@ -396,8 +396,8 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
         curve = margin > 0
     n_curve = int(np.count_nonzero(curve))
     if n_curve > MAX_INK_PIXELS:
-        raise DigitizationError(f"too many trace candidates: {n_curve:,} pixels look like trace, more than an ECG "
-                                f"printout holds (at most {MAX_INK_PIXELS:,}); this is probably not an ECG.")
+        raise DigitizationError(f"no ECG grid/trace found: too many trace candidates ({n_curve:,} pixels look like "
+                                f"trace, more than an ECG printout holds: at most {MAX_INK_PIXELS:,}).")
     ys, xs = np.nonzero(curve)
     # pixel centres of the reading raster in the photo's pixel frame (cv2.resize's convention)
     native = np.stack([(xs + 0.5) / fx - 0.5, (ys + 0.5) / fy - 0.5], axis=1)
@@ -420,8 +420,8 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
     rows = np.round((v - v0) * ppm).astype(np.int64)
     shape = (int(rows.max()) + 1, int(cols.max()) + 1)
     if shape[0] * shape[1] > MAX_INK_MAP_CELLS:  # the grid's extent bounds it; a fit made elsewhere might not
-        raise DigitizationError(f"no ECG layout found: the trace spreads over {shape[1] / ppm:.0f} x "
-                                f"{shape[0] / ppm:.0f} mm of paper, more than any ECG printout.")
+        raise DigitizationError(f"no ECG grid/trace found: no ECG layout fits a trace spread over "
+                                f"{shape[1] / ppm:.0f} x {shape[0] / ppm:.0f} mm of paper, more than any ECG printout.")
     coverage = np.bincount(rows * shape[1] + cols, minlength=shape[0] * shape[1]).reshape(shape)
     return PaperInk(u, v, float(fit.px_per_mm_xy[0]) * fx, np.minimum(coverage, 65535).astype(np.uint16), u0, v0,
                     ppm, ext_up, ext_down)

@@ -328,15 +328,15 @@ def _check_plausible(fit: GridFit) -> None:
     width, height = u1 - u0, v1 - v0
     if not (np.isfinite([width, height]).all() and max(width, height) <= MAX_PAPER_MM):
         raise DigitizationError(
-            f"no ECG layout found: the grid fitted to this image spans {width:.0f} x {height:.0f} mm, more than any "
-            f"ECG paper (at most {MAX_PAPER_MM:.0f} mm a side)."
+            f"no ECG grid/trace found: no ECG layout fits the grid of this image, which would span {width:.0f} x "
+            f"{height:.0f} mm, more than any ECG paper (at most {MAX_PAPER_MM:.0f} mm a side)."
         )
     sx, sy = fit.px_per_mm_xy
     ratio = max(sx, sy) / max(min(sx, sy), 1e-9)
     if not np.isfinite(ratio) or ratio > MAX_ANISOTROPY:
         raise DigitizationError(
-            f"no ECG layout found: the grid fitted to this image has cells {ratio:.1f} times longer one way than the "
-            "other (ECG paper has square cells)."
+            f"no ECG grid/trace found: no ECG layout fits the grid of this image, whose cells are {ratio:.1f} times "
+            "longer one way than the other (ECG paper has square cells)."
         )
 
 

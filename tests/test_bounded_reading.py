@@ -50,13 +50,13 @@ def test_a_grid_larger_than_any_ecg_paper_is_no_ecg_layout():
     # A chart's fine grid read as 5 mm cells: 1600 px at 2 px/mm would be a sheet 0.8 m wide.
     with pytest.raises(DigitizationError) as info:
         find_grid(_grid((1200, 1600), 10, 10))
-    assert "no ECG layout found" in _one_sentence(info.value) and "mm" in str(info.value)
+    assert "no ECG layout fits" in _one_sentence(info.value) and "mm" in str(info.value)
 
 
 def test_oblong_grid_cells_are_no_ecg_layout():
     with pytest.raises(DigitizationError) as info:
         find_grid(_grid((600, 800), 50, 10))
-    assert "no ECG layout found" in _one_sentence(info.value)
+    assert "no ECG layout fits" in _one_sentence(info.value)
 
 
 # --- the ink, pulses, tracking ----------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def test_a_bogus_fit_cannot_size_the_ink_map(synthetic):
                                     extent_mm=(-1e7, 1e7, -1e7, 1e7))
     with pytest.raises(DigitizationError) as info:
         digitize_module._paper_ink(paper.mask, stretched)
-    assert "no ECG layout found" in _one_sentence(info.value)
+    assert "no ECG layout fits" in _one_sentence(info.value)
 
 
 def test_too_many_trace_pixels_are_too_many_trace_candidates(synthetic, monkeypatch):
