@@ -114,18 +114,9 @@ def _worker_main(conn, allowance_bytes: int, warmup: Callable[[], Any] | None) -
         except Exception as exc:  # noqa: BLE001 - an exception (or result) that does not pickle
             conn.send(("raised", RuntimeError(f"{type(exc).__name__}: {exc}")))
         del reply
-        _release_memory()
+        from .analyze import release_memory
 
-
-def _release_memory() -> None:
-    import ctypes
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+        release_memory()  # a large photo's activations are hundreds of MB used once: give them back to the OS
 
 
 class Worker:
