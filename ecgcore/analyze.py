@@ -155,6 +155,21 @@ def assess(dig: Any) -> Reading:
                           getattr(dig, "layout_source", "auto"))
 
 
+class KnownClassMap:
+    """A segmenter that returns the class map already computed: explaining a result or re-reading it with drawn
+    lead boxes does not segment the photo again."""
+
+    def __init__(self, class_map: np.ndarray, curve_margin: np.ndarray | None = None):
+        self.class_map = class_map
+        self.curve_margin = curve_margin
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        return self.class_map
+
+    def predict_with_margin(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.class_map, self.curve_margin
+
+
 # --- the pipeline -----------------------------------------------------------------------------------------
 
 

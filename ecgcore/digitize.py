@@ -51,6 +51,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from . import budget
 from .constants import (
     CALIBRATION_MV,
     CALIBRATION_SEGMENTS_MM,
@@ -63,7 +64,7 @@ from .constants import (
     PAPER_SPEEDS,
 )
 from .errors import DigitizationError
-from .gridfind import MAJOR_MM, GridFit, find_grid
+from .gridfind import MAJOR_MM, MAX_PAPER_MM, GridFit, find_grid
 from .layouts import LAYOUT_NAMES, SAME_PULSES, Layout, LeadCell, make_layout
 from .physics import RELIABLE_MIN_DB, Reading, assess_reading, consistency_score, limb_consistency
 from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
@@ -123,6 +124,19 @@ PLACEMENT_MARGIN_DB = 1.0
 # columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
 GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
 MIN_PTP_MV, MAX_PTP_MV = 0.05, 8.0
+# Caps on what one page can hold (with the paper's size, gridfind.MAX_PAPER_MM, and the time budget, ecgcore.budget),
+# so that no picture makes the reader's work grow without end. Real ECG photos stay far below each.
+MAX_INK_PIXELS = 4_000_000  # curve pixels on the reading raster (a 12 MP ECG photo has well under 1 M)
+INK_PAD_MM = 15.0  # ink this far beyond the grid's extent still counts (a trace may leave the last grid line)
+# cells of the coarse ink map: the largest paper, its ink margin and a rounding millimetre, at PULSE_PX_PER_MM
+MAX_INK_MAP_CELLS = int((np.ceil((MAX_PAPER_MM + 2 * INK_PAD_MM + 1) * PULSE_PX_PER_MM) + 1) ** 2)
+MAX_PULSES = 48  # calibration pulse candidates kept, best first (a page shows at most 15)
+MAX_PULSE_PEAKS = 2_000  # template-match maxima looked at (an ECG page gives tens)
+MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
+MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
+BOX_PAPER_REACH_MM = 30.0  # a lead box may reach this far beyond the paper found on the photo
+MAX_PEN_STEPS = 400  # offsets of the pen in the centre line's opening and closing (real pens need under 200)
+BUDGET_EVERY_COLUMNS = 256  # the tracker checks the time budget this often
 
 
 @dataclass
@@ -177,6 +191,7 @@ class DigitizedEcg:
 # --- public entry points ---------------------------------------------------------------------------------------
 
 
+@budget.budgeted()
 def digitize(
     class_map: np.ndarray,
     layout: str = "auto",
@@ -193,9 +208,12 @@ def digitize(
     ``gain`` (mm/mV) are the printout's; a calibration pulse of another height overrides the gain.
     ``curve_margin`` (the segmenter's curve score minus its best other class's score, float HxW, from
     :meth:`ecgcore.segmentation.Segmenter.predict_with_margin`) places the trace's edges between pixels.
-    Raises DigitizationError with one sentence when the image holds no readable ECG.
+    Raises DigitizationError with one sentence when the image holds no readable ECG, when a lead box is unusable,
+    or when reading would pass its budget (ecgcore.budget: time, and the caps above on what a page holds).
     """
     class_map = _check_inputs(class_map, layout, fs, paper_speed, gain)
+    if lead_boxes:
+        check_lead_boxes(lead_boxes, class_map.shape)
     fit = find_grid(class_map)
     if curve_margin is not None and curve_margin.shape != class_map.shape:
         raise DigitizationError(f"curve scores of size {curve_margin.shape} do not match the class map's {class_map.shape}.")
@@ -442,14 +460,18 @@ def overlay_traces(image: np.ndarray, dig: DigitizedEcg, thickness: int = 2) -> 
         out = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
     else:
         out = image.copy()
+    from .photo import DRAW_REACH, box_outline
+
     for box in dig.leads:
-        q = box.quad
-        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+        drawable = box_outline(box.quad, out.shape, (3, 14))
+        if drawable is None:
+            continue
+        poly, org = drawable
         cv2.polylines(out, [poly], True, (20, 160, 40), 1, cv2.LINE_AA)
-        cv2.putText(out, box.name, tuple(int(v) for v in q[0] + [3, 14]), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (20, 120, 40), 1, cv2.LINE_AA)
+        cv2.putText(out, box.name, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 120, 40), 1, cv2.LINE_AA)
+    reach = DRAW_REACH * max(out.shape[:2])
     for _, xy in dig.traces:
-        ok = np.isfinite(xy).all(axis=1)
+        ok = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= reach).all(axis=1)
         # break the polyline at gaps so that missing stretches stay visibly missing
         edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
         parts = [np.round(xy[a:b] * 16).astype(np.int32) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
@@ -479,6 +501,30 @@ def _check_inputs(class_map: np.ndarray, layout: str, fs: int, paper_speed: floa
     if int(np.count_nonzero(class_map == CURVE)) < MIN_CURVE_PIXELS:
         raise DigitizationError("no ECG grid/trace found: the image shows no ECG trace.")
     return class_map.astype(np.uint8, copy=False)
+
+
+def check_lead_boxes(boxes: list[LeadBox], image_shape: tuple[int, ...]) -> None:
+    """Refuse, with one sentence, lead boxes that cannot be read: too many, a lead name that does not exist, seconds
+    outside 0..MAX_RECORD_S, or a box that is not on the image (``image_shape``: the class map's (H, W)). The
+    record's length and every lead cell's size follow from the boxes, so each must be bounded before reading."""
+    if len(boxes) > MAX_LEAD_BOXES:
+        raise DigitizationError(f"{len(boxes)} lead boxes given; a page holds at most {MAX_LEAD_BOXES}.")
+    h, w = image_shape[:2]
+    for box in boxes:
+        if box.name not in LEAD_INDEX:
+            raise DigitizationError(f"lead box {box.name!r} is not one of {', '.join(LEAD_NAMES)}.")
+        t0, t1 = float(box.t0), float(box.t1)
+        if not (np.isfinite([t0, t1]).all() and 0 <= t0 < t1 <= MAX_RECORD_S):
+            raise DigitizationError(f"lead box {box.name}: its seconds must satisfy 0 <= t0 < t1 <= {MAX_RECORD_S:g} "
+                                    f"(a record of at most {MAX_RECORD_S:g} s), not t0 = {box.t0}, t1 = {box.t1}.")
+        quad = np.asarray(box.quad, np.float64)
+        if quad.shape != (4, 2) or not np.isfinite(quad).all():
+            raise DigitizationError(f"lead box {box.name} needs four corners with finite pixel coordinates.")
+        x0, y0 = quad.min(axis=0)
+        x1, y1 = quad.max(axis=0)
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise DigitizationError(f"lead box {box.name} (x {x0:.0f} to {x1:.0f}, y {y0:.0f} to {y1:.0f} px) is not "
+                                    f"on the {w}x{h} px image.")
 
 
 # --- the ink on the paper --------------------------------------------------------------------------------------
@@ -533,13 +579,17 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
             margin = cv2.resize(margin, size, interpolation=cv2.INTER_LINEAR)
             fx, fy = size[0] / w, size[1] / h
         curve = margin > 0
+    n_curve = int(np.count_nonzero(curve))
+    if n_curve > MAX_INK_PIXELS:
+        raise DigitizationError(f"no ECG grid/trace found: too many trace candidates ({n_curve:,} pixels look like "
+                                f"trace, more than an ECG printout holds: at most {MAX_INK_PIXELS:,}).")
     ys, xs = np.nonzero(curve)
     # pixel centres of the reading raster in the photo's pixel frame (cv2.resize's convention)
     native = np.stack([(xs + 0.5) / fx - 0.5, (ys + 0.5) / fy - 0.5], axis=1)
     uv = fit.to_paper(native)
     u, v = uv[:, 0], uv[:, 1]
     u_min, u_max, v_min, v_max = fit.extent_mm
-    pad = 15.0
+    pad = INK_PAD_MM
     inside = (u > u_min - pad) & (u < u_max + pad) & (v > v_min - pad) & (v < v_max + pad)
     u, v = u[inside], v[inside]
     if u.size < MIN_CURVE_PIXELS:
@@ -554,6 +604,9 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
     cols = np.round((u - u0) * ppm).astype(np.int64)
     rows = np.round((v - v0) * ppm).astype(np.int64)
     shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+    if shape[0] * shape[1] > MAX_INK_MAP_CELLS:  # the grid's extent bounds it; a fit made elsewhere might not
+        raise DigitizationError(f"no ECG grid/trace found: no ECG layout fits a trace spread over "
+                                f"{shape[1] / ppm:.0f} x {shape[0] / ppm:.0f} mm of paper, more than any ECG printout.")
     coverage = np.bincount(rows * shape[1] + cols, minlength=shape[0] * shape[1]).reshape(shape)
     return PaperInk(u, v, float(fit.px_per_mm_xy[0]) * fx, np.minimum(coverage, 65535).astype(np.uint16), u0, v0,
                     ppm, ext_up, ext_down)
@@ -665,6 +718,9 @@ def _find_pulses(paper: PaperInk, paper_speed: float, gain: float) -> list[Pulse
     k = max(3, int(round(CALIBRATION_SEGMENTS_MM[1] * scale * PULSE_PX_PER_MM)) | 1)
     peaks = (score >= PULSE_MIN_SCORE) & (score == cv2.dilate(score, np.ones((k, k), np.uint8)))
     iy, ix = np.nonzero(peaks)
+    if iy.size > MAX_PULSE_PEAKS:  # the best ones, in the same (row-major) order as before
+        best = np.sort(np.argsort(-score[iy, ix], kind="stable")[:MAX_PULSE_PEAKS])
+        iy, ix = iy[best], ix[best]
     found = [
         Pulse(paper.u0 + (x + origin[0] - border) / PULSE_PX_PER_MM, paper.v0 + (y + origin[1] - border) / PULSE_PX_PER_MM,
               float(score[y, x]))
@@ -675,6 +731,10 @@ def _find_pulses(paper: PaperInk, paper_speed: float, gain: float) -> list[Pulse
     for p in found:  # plateaus of equal score give neighbouring maxima: keep the best of each
         if all(abs(p.u - q.u) > 3.0 or abs(p.v - q.v) > 3.0 for q in kept):
             kept.append(p)
+            # The layout search tries every pairing of a found pulse with a layout's: a page of step-like shapes
+            # (a bar chart) must not make it quadratic in the shapes. The best MAX_PULSES are plenty for any page.
+            if len(kept) == MAX_PULSES:
+                break
     return kept
 
 
@@ -693,6 +753,7 @@ def _choose_layout(layout: str, paper: PaperInk, pulses: list[Pulse], fit: GridF
     ink_rows = _ink_rows(paper, fit)[0]
     scored: list[tuple[float, int, float, str, tuple[float, float], Layout]] = []
     for name in names:
+        budget.check("layout hypotheses")
         lay = make_layout(name, paper_speed)
         anchors = _pulse_anchors(lay)
         for offset in _candidate_offsets(anchors, found):
@@ -869,6 +930,14 @@ def _cells_from_boxes(boxes: list[LeadBox], fit: GridFit, pulses: list[Pulse], p
         uv = fit.to_paper(box.quad)
         u0, u1 = float(uv[:, 0].min()), float(uv[:, 0].max())
         v0, v1 = float(uv[:, 1].min()), float(uv[:, 1].max())
+        # A box partly on the image may still reach far beyond the paper (a huge width): its cell's columns, and the
+        # tracker's memory, grow with it.
+        e_u0, e_u1, e_v0, e_v1 = fit.extent_mm
+        reach = BOX_PAPER_REACH_MM
+        if not (np.isfinite(uv).all() and u0 >= e_u0 - reach and u1 <= e_u1 + reach and v0 >= e_v0 - reach
+                and v1 <= e_v1 + reach):
+            raise DigitizationError(f"lead box {box.name} reaches beyond the ECG paper found on the photo "
+                                    f"(more than {reach:g} mm past its grid); draw it on the paper.")
         has_pulse = any(u0 - 2 <= p.u <= u0 + 4 and v0 <= p.v <= v1 for p in pulses)
         # A cell's baseline is 1 mm below its middle (layouts.LeadCell); a pulse, when present, replaces it.
         cells.append(LeadCell(box.name, 0, 0, u0, v0, u1 - u0, v1 - v0, float(box.t0), float(box.t1), has_pulse))
@@ -972,6 +1041,7 @@ def _owners(paper: PaperInk, cells: list[LeadCell], touch: float) -> np.ndarray:
     n = len(paper.u)
     settled = np.full(n, -1, np.int64)  # shared pixels already given to a lead
     for _ in range(SHARE_ROUNDS):
+        budget.check("trace following")
         columns = [_cell_columns(paper, cell, 0.0, (settled < 0) | (settled == b)) for b, cell in enumerate(cells)]
         paths, costs = _track_all(columns, touch, with_costs=True)
         claimed = [col.pixel_ids[_run_pixels(col.runs, path[path >= 0])] for col, path in zip(columns, paths)]
@@ -1042,6 +1112,7 @@ def _cell_columns(paper: PaperInk, cell: LeadCell, merge_mm: float = 0.0,
 def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w: float,
                paper_speed: float) -> _CellReading:
     """The trace's centre line along a cell from its tracked path, and the pulse's 0 mV line and height."""
+    budget.check("reading the leads")
     cell, n_cols = columns.cell, columns.n_cols
     u, v = _column_values(columns.runs, path, n_cols, paper.px_per_mm)
     u = np.where(np.isfinite(u), u, columns.u_start + np.arange(n_cols) * columns.col_mm)
@@ -1184,6 +1255,8 @@ def _track_all(columns: list[_CellColumns], touch_mm: float, with_costs: bool = 
     identity = np.arange(k_max + 1)
     tracks = np.arange(n_tracks)[:, None]
     for j in range(width):
+        if j % BUDGET_EVERY_COLUMNS == 0:
+            budget.check("trace following")
         t, bt = top[:, j], bot[:, j]
         gap = np.maximum(0.0, np.maximum(t[:, None, :] - prev_bot[:, :, None], prev_top[:, :, None] - bt[:, None, :])
                          - touch_mm)  # (tracks, previous run, new run)
@@ -1249,7 +1322,8 @@ def _column_values(runs: _Runs, path: np.ndarray, n_cols: int, px_per_mm: float,
     # The top and bottom edges are sampled at the columns but the pen reaches a fraction of a column: interpolate
     # the edges between columns (they are straight along a QRS flank), or the reach is rounded to whole columns
     # and every steep flank moves by the rounding times its slope.
-    step = 0.1 / px_per_mm
+    # (at most MAX_PEN_STEPS offsets: a blob read as a trace must not make this loop as long as the blob is wide)
+    step = max(0.1 / px_per_mm, 2.0 * radius / MAX_PEN_STEPS)
     for d in np.arange(-radius, radius + 0.5 * step, step):
         s = radius_v * np.sqrt(max(1.0 - (d / radius) ** 2, 0.0))
         opened = np.maximum(opened, np.interp(u + d, u, top) + s)

@@ -33,6 +33,12 @@ MAX_POINTS = 25_000  # per class, for the fits (subsampled, deterministic): plen
 PITCH_RANGE_PX = (6.0, 400.0)  # plausible major-grid pitch in pixels (1.2 to 80 px/mm)
 INLIER_MM = 1.2  # a grid pixel farther than this from its nearest line does not vote
 CURL_DEGREE = 4  # polynomial degree of the vertical displacement v(u) (terms of degree >= 2 only)
+# What a fit must look like to be an ECG paper's grid (a chart's or a spreadsheet's grid can fit too): the paper is at
+# most an A3 sheet's long side (420 mm) plus a margin a side, and its cells are square, so the two scales agree
+# within what a steep camera angle gives. Everything sized in paper mm downstream (the ink map, the layouts, the
+# lead cells) is bounded by these.
+MAX_PAPER_MM = 450.0
+MAX_ANISOTROPY = 2.0  # larger / smaller of the x and y scales at the grid's centre
 
 
 @dataclass
@@ -311,7 +317,27 @@ def _refine(h0: np.ndarray, pts_x: np.ndarray, pts_y: np.ndarray, centre: np.nda
     fit = GridFit(homography, coef, curl_centre, curl_scale, 0.0, (0.0, 0.0), 0.0, 0.0,
                   float(np.ptp(curl_values)), residual, inliers, lines_x, lines_y, extent)  # type: ignore[arg-type]
     _fill_scales(fit)
+    _check_plausible(fit)
     return fit
+
+
+def _check_plausible(fit: GridFit) -> None:
+    """Refuse a fit that no ECG paper gives (a huge sheet, oblong cells, a mapping that folds): everything read
+    in paper mm afterwards would be sized by it."""
+    u0, u1, v0, v1 = fit.extent_mm
+    width, height = u1 - u0, v1 - v0
+    if not (np.isfinite([width, height]).all() and max(width, height) <= MAX_PAPER_MM):
+        raise DigitizationError(
+            f"no ECG grid/trace found: no ECG layout fits the grid of this image, which would span {width:.0f} x "
+            f"{height:.0f} mm, more than any ECG paper (at most {MAX_PAPER_MM:.0f} mm a side)."
+        )
+    sx, sy = fit.px_per_mm_xy
+    ratio = max(sx, sy) / max(min(sx, sy), 1e-9)
+    if not np.isfinite(ratio) or ratio > MAX_ANISOTROPY:
+        raise DigitizationError(
+            f"no ECG grid/trace found: no ECG layout fits the grid of this image, whose cells are {ratio:.1f} times "
+            "longer one way than the other (ECG paper has square cells)."
+        )
 
 
 def _count_lines(k: np.ndarray) -> int:

@@ -384,13 +384,35 @@ def overlay(image: np.ndarray, mask: np.ndarray, leads: list[LeadBox] | None = N
     on = mask > 0
     out[on] = (out[on] * (1 - alpha) + colours[mask[on]] * alpha).astype(np.uint8)
     for box in leads or []:
-        q = box.quad
-        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+        drawable = box_outline(box.quad, out.shape, (4, 18))
+        if drawable is None:
+            continue
+        poly, org = drawable
         cv2.polylines(out, [poly], True, (20, 160, 40), 2, cv2.LINE_AA)
-        cv2.putText(out, box.name, tuple(int(v) for v in q[0] + [4, 18]), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 120, 40), 2)
+        cv2.putText(out, box.name, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6, (20, 120, 40), 2)
     line = max(1, int(round(max(image.shape[:2]) / 800)))
     for a in annotations or []:
-        q = a.quad
-        poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
-        cv2.polylines(out, [poly], True, ANNOTATION_COLORS[a.kind], line, cv2.LINE_AA)
+        drawable = box_outline(a.quad, out.shape, (0, 0))
+        if drawable is None:
+            continue
+        cv2.polylines(out, [drawable[0]], True, ANNOTATION_COLORS[a.kind], line, cv2.LINE_AA)
     return out
+
+
+# Boxes whose corners lie farther than this many image sizes off the image are not drawn: OpenCV takes 32-bit pixel
+# coordinates, and nothing of such a box would show anyway.
+DRAW_REACH = 4.0
+
+
+def box_outline(quad: np.ndarray, shape: tuple[int, ...], label_offset: tuple[float, float]
+                ) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """A lead box's outline (int32 TL, TR, BR, BL) and where its label goes (``label_offset`` from the top-left
+    corner, kept on the image), or None when the box cannot be drawn (corners not finite, or far off the image)."""
+    q = np.asarray(quad, np.float64).reshape(-1, 2)
+    h, w = shape[:2]
+    reach = DRAW_REACH * max(h, w)
+    if q.shape[0] != 4 or not np.isfinite(q).all() or np.abs(q).max() > reach:
+        return None
+    poly = np.round(np.array([q[0], q[1], q[3], q[2]])).astype(np.int32)
+    x, y = q[0] + np.asarray(label_offset, np.float64)
+    return poly, (int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1)))

@@ -27,7 +27,7 @@ from ecgcore.ui_report import (  # noqa: E402
     wfdb_zip,
 )
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
-from pages import load_active_models, plain, save_asking_first, shared_images_dir  # noqa: E402
+from pages import active_weights, analysis_worker, load_active_models, plain, save_asking_first, shared_images_dir  # noqa: E402
 
 try:
     from ecgcore.analyze import DISCLAIMER
@@ -112,9 +112,10 @@ STEP_TEXT = {"segment": "Segmenting grid and trace", "digitize": "Digitising the
 
 
 def run_analysis(rgb: np.ndarray, layout: str):
-    """analyze_photo with a progress bar; returns (analysis, None) or (None, (kind, sentence))."""
+    """analyze_photo, in the server's analysis worker process, with a progress bar; returns (analysis, None) or
+    (None, (kind, sentence))."""
     try:
-        from ecgcore.analyze import analyze_photo, release_memory
+        from ecgcore.isolate import WorkerError, analyze_with_weights
     except ImportError as exc:
         return None, ("missing", f"the analysis module is not installed in this checkout ({exc}).")
     bar = st.progress(0.0, text="Loading the models...")
@@ -123,10 +124,12 @@ def run_analysis(rgb: np.ndarray, layout: str):
         bar.progress(min(1.0, fraction), text=STEP_TEXT.get(step, step))
 
     try:
-        segmenter, classifiers = load_active_models(workspace_root())  # the Home page's choice, cached
-        # The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
-        analysis = analyze_photo(rgb, layout=layout, on_step=on_step, segmenter=segmenter, classifiers=classifiers,
-                                 explain=False)
+        weights, stamps = active_weights(workspace_root())  # the Home page's choice, loaded once by the worker
+        # In a worker process: an image that makes the reader run away in memory or time costs that worker, never
+        # the server. The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
+        analysis = analysis_worker().call(analyze_with_weights, rgb, layout, weights, stamps, on_progress=on_step)
+    except WorkerError as exc:
+        return None, ("limit", str(exc))
     except ModelError as exc:
         return None, ("missing", str(exc))
     except ImportError as exc:
@@ -137,27 +140,12 @@ def run_analysis(rgb: np.ndarray, layout: str):
         return None, ("error", f"the analysis failed unexpectedly ({type(exc).__name__}: {exc}).")
     finally:
         bar.empty()
-        release_memory()
     return analysis, None
-
-
-class KnownClassMap:
-    """A segmenter that returns the class map already computed, so explaining does not segment twice."""
-
-    def __init__(self, class_map: np.ndarray, curve_margin: np.ndarray | None = None):
-        self.class_map = class_map
-        self.curve_margin = curve_margin
-
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        return self.class_map
-
-    def predict_with_margin(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.class_map, self.curve_margin
 
 
 def explain_analysis(analysis):
     """The same analysis with the attributions (signal model per lead and time; image model on the photo)."""
-    from ecgcore.analyze import analyze_photo
+    from ecgcore.analyze import KnownClassMap, analyze_photo
 
     _, classifiers = load_active_models(workspace_root())
     with st.spinner("Computing where the models looked..."):
@@ -173,7 +161,7 @@ if state.get("cls_key") != key:
     state["cls_result"] = run_analysis(rgb, layout)
     state.pop("cls_override", None)
 analysis, problem = state["cls_result"]
-if problem is not None and problem[0] != "no-ecg":
+if problem is not None and problem[0] not in ("no-ecg", "limit"):
     state.pop("cls_key")  # models may be installed, or the glitch gone, by the next run: try again then
 
 if problem is not None:
@@ -286,18 +274,19 @@ with p2:
                                 column_order=BOX_COLUMNS, hide_index=True)
         if st.button("Re-digitise with these boxes", key="cls_redigitize"):
             try:
-                from ecgcore.analyze import analyze_photo
+                from ecgcore.isolate import WorkerError, reread_with_weights
 
                 boxes = rows_to_boxes(edited)
-                # The same path as the automatic reading (known class map, the drawn boxes): the re-read gets its
-                # own Reading and the same honest presentation.
-                state["cls_override"] = analyze_photo(
-                    rgb, layout=analysis.digitized.layout, lead_boxes=boxes, fs=int(dig.fs), explain=False,
-                    segmenter=KnownClassMap(analysis.class_map, analysis.curve_margin),
-                    classifiers=load_active_models(workspace_root())[1])
+                # The same path as the automatic reading (known class map, the drawn boxes), in the worker too (boxes
+                # are typed by hand): the re-read gets its own Reading and the same honest presentation.
+                weights, stamps = active_weights(workspace_root())
+                state["cls_override"] = analysis_worker().call(
+                    reread_with_weights, rgb, analysis.class_map, analysis.curve_margin, analysis.digitized.layout,
+                    boxes, int(dig.fs), weights, stamps)
                 st.rerun()
-            except (ValueError, ImportError) as exc:  # DigitizationError and ModelError are ValueErrors
-                st.error(str(exc))
+            except (ValueError, ImportError, WorkerError) as exc:  # DigitizationError, ModelError are ValueErrors
+                sentence = str(exc)
+                st.error(f"{sentence[:1].upper()}{sentence[1:]}")
         if override is not None and st.button("Back to the automatic boxes", key="cls_reset_boxes"):
             state.pop("cls_override", None)
             st.rerun()

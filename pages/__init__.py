@@ -140,11 +140,10 @@ def _load_models(segmentation: str | None, signal: str | None, image: str | None
     return _load_segmenter(segmentation, stamps[0]), classifiers
 
 
-def load_active_models(workspace: Path):
-    """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers).
-
-    Raises ModelError (weights missing or corrupt) or ImportError (a model module absent from this checkout).
-    """
+def active_weights(workspace: Path) -> tuple[tuple[str, str, str | None], tuple]:
+    """The weight files chosen on the Home page (the shipped ones by default) as (segmentation, signal, image), and
+    their modification times (which change when a file is replaced). Raises ImportError when a model module is
+    absent from this checkout."""
     from ecgcore.classify import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS
     from ecgcore.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
     from ecgcore.ui_home import read_active
@@ -153,4 +152,30 @@ def load_active_models(workspace: Path):
     paths = (active["segmentation"] or str(DEFAULT_SEGMENTATION_WEIGHTS), active["signal"] or str(DEFAULT_SIGNAL_WEIGHTS),
              active["image"])
     image_stamp = _stamp(active["image"] or str(DEFAULT_IMAGE_WEIGHTS))
-    return _load_models(*paths, (_stamp(paths[0]), _stamp(paths[1]), image_stamp))
+    return paths, (_stamp(paths[0]), _stamp(paths[1]), image_stamp)
+
+
+def load_active_models(workspace: Path):
+    """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers).
+
+    Raises ModelError (weights missing or corrupt) or ImportError (a model module absent from this checkout).
+    """
+    paths, stamps = active_weights(workspace)
+    return _load_models(*paths, stamps)
+
+
+@st.cache_resource(show_spinner=False)
+def analysis_worker():
+    """The server's one analysis worker process (ecgcore.isolate.Worker): whatever an image makes the reader do
+    (memory, time, a crash), the server and every other session survive it. It loads the Home page's models when
+    it starts and keeps them; a worker that fails is replaced on the next call."""
+    import functools
+
+    from ecgcore.isolate import Worker, load_models
+    from ecgcore.workspace import workspace_root
+
+    try:
+        warmup = functools.partial(load_models, *active_weights(workspace_root()))
+    except ImportError:
+        warmup = None
+    return Worker(warmup=warmup)

@@ -7,7 +7,9 @@ stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction
 "reading": {"reliable", "einthoven_db", "goldberger_db", "repeats_r", "reasons"}}, or {"image", "error": "one
 sentence"}; the exit code is non-zero when any image failed. A reading that is not reliable (it breaks the limb-lead
 physics or another check; "reasons" say why) is no result: its probabilities are research output only, and the
-plain-text line says so first. Research use only: not medical advice.
+plain-text line says so first. Each image's analysis may grow the process by at most
+ecgcore.isolate.MEMORY_ALLOWANCE_BYTES (past it: an error line, and the next image goes on).
+Research use only: not medical advice.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ import json
 import sys
 from pathlib import Path
 
-from ecgcore.analyze import DISCLAIMER, LABEL_NAMES_FOR_PEOPLE, analyze_photo, default_classifiers, default_segmenter
+from ecgcore.analyze import (
+    DISCLAIMER,
+    LABEL_NAMES_FOR_PEOPLE,
+    analyze_photo,
+    default_classifiers,
+    default_segmenter,
+    release_memory,
+)
 from ecgcore.errors import USER_ERRORS, cli_sentence
 from ecgcore.imageio import read_image
+from ecgcore.isolate import is_out_of_memory, memory_allowance, memory_sentence
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 
@@ -64,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
             if models_error is not None:
                 result = {"image": str(path), "error": models_error}
             else:
-                analysis = analyze_photo(rgb, layout=args.layout, segmenter=segmenter, classifiers=classifiers,
-                                         explain=False)
+                analysis = _analyze_within_allowance(rgb, args.layout, segmenter, classifiers)
                 result = analysis.to_json(str(path))
         except USER_ERRORS as exc:
             result = {"image": str(path), "error": _error_sentence(exc)}
+        except Exception as exc:  # MemoryError, or torch's and OpenCV's words for it; anything else is a bug
+            if not is_out_of_memory(exc):
+                raise
+            result = {"image": str(path), "error": _error_sentence(ValueError(memory_sentence()))}
         results.append(result)
         _emit(result, args.json)
         reporter.advance(1, message=path.name)
@@ -76,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(DISCLAIMER, file=sys.stderr)
     return EXIT_SOME_FAILED if any("error" in r for r in results) else 0
+
+
+def _analyze_within_allowance(rgb, layout: str, segmenter, classifiers):
+    """analyze_photo with the process's growth capped (an image that makes the reader run away gets MemoryError,
+    not the kernel's OOM killer); the memory is given back to the OS afterwards."""
+    try:
+        with memory_allowance():
+            return analyze_photo(rgb, layout=layout, segmenter=segmenter, classifiers=classifiers, explain=False)
+    finally:
+        release_memory()
 
 
 def _emit(result: dict, as_json: bool) -> None:

@@ -141,7 +141,27 @@ def working_models(monkeypatch, tmp_path):
         return TrueMaskSegmenter(), classifiers
 
     monkeypatch.setattr(pages, "_load_models", load_models)
+    analyse_in_process(monkeypatch, load_models)
     return photo
+
+
+class InProcess:
+    """The analysis worker's interface (ecgcore.isolate.Worker.call) run in this process, so that models made in a
+    test (closures that no other process can load) serve the page."""
+
+    def call(self, fn, *args, on_progress=None, timeout_s=None, **kwargs):
+        if on_progress is not None:
+            kwargs["on_step"] = on_progress
+        return fn(*args, **kwargs)
+
+
+def analyse_in_process(monkeypatch, load_models) -> None:
+    """The page's analysis with ``load_models(segmentation, signal, image, stamps)``'s models, in this process."""
+    import pages
+    from ecgcore import isolate
+
+    monkeypatch.setattr(pages, "analysis_worker", InProcess)
+    monkeypatch.setattr(isolate, "_models", lambda weights, stamps: load_models(*weights, stamps))
 
 
 def test_with_models_the_page_shows_the_verdict_leads_and_boxes(page, working_models):
@@ -230,6 +250,7 @@ def test_a_photo_without_an_ecg_gets_no_diagnosis(page, monkeypatch, tmp_path):
     classify.save_weights(tmp_path / "c.safetensors", "signal", model)
     classifiers = classify.load_classifiers(tmp_path / "c.safetensors", with_image=False)
     monkeypatch.setattr(pages, "_load_models", lambda *a: (NothingFound(), classifiers))
+    analyse_in_process(monkeypatch, lambda *a: (NothingFound(), classifiers))
     rng = np.random.default_rng(0)
     holiday = (rng.random((600, 800, 3)) * 255).astype(np.uint8)  # no ECG anywhere
     buffer = io.BytesIO()
@@ -362,3 +383,73 @@ def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
     plt.close(fig)
     assert "Model output: Myocardial infarction" in titles and "Could not read this ECG reliably" not in texts
     assert "The limb leads agree (Einthoven 17.2 dB, Goldberger 15.9 dB)." in "\n".join(texts)
+
+
+# --- whatever an image or a typed box makes the reader do, the page answers with a sentence --------------------
+
+
+def hog_memory(rgb, layout, weights, stamps=(), on_step=None):
+    """What the reader did on the tracker's line chart (sized arrays from a bogus grid fit until the kernel killed
+    the server): touch memory in 256 MB blocks, up to 6 GB, beyond the worker's 4 GB allowance."""
+    blocks = [np.ones(2**25) for _ in range(24)]
+    return len(blocks)
+
+
+def test_a_runaway_analysis_costs_the_worker_not_the_server(page, monkeypatch):
+    from ecgcore import isolate
+    from ecgcore.photo import synthesize_photo
+    from ecgcore.signals import synthetic_record
+
+    real = isolate.analyze_with_weights
+    monkeypatch.setattr(isolate, "analyze_with_weights", hog_memory)  # sent to the page's worker process
+    buffer = io.BytesIO()
+    Image.fromarray(synthesize_photo(synthetic_record(4), seed=4, size=(1200, 900)).image).save(buffer, format="PNG")
+    page.file_uploader(key="cls_upload").set_value(("chart.png", buffer.getvalue(), "image/png")).run(timeout=300)
+    assert not page.exception, [e.value for e in page.exception]
+    (error,) = [e.value for e in page.error]
+    assert error.startswith("Reading this image needed more memory than allowed") and "\n" not in error
+    assert not any(h.value.startswith("Model output") for h in page.subheader)
+    assert _disclaimer_shown(page)
+    # The server lives on, and the next analysis gets a fresh worker.
+    monkeypatch.setattr(isolate, "analyze_with_weights", real)
+    page.button(key="cls_retry").click().run(timeout=300)
+    assert not page.exception, [e.value for e in page.exception]
+    if _models_installed():
+        assert any(h.value.startswith("Model output:") for h in page.subheader), [e.value for e in page.error]
+    else:
+        assert any(e.value.startswith("Model missing:") for e in page.error)
+
+
+def _typed(monkeypatch, **edit) -> None:
+    """AppTest cannot type into the lead-box editor: the rows it hands over get ``edit`` in their second row, as a
+    person would type it."""
+    from ecgcore import ui_report
+
+    original = ui_report.rows_to_boxes
+
+    def rows_to_boxes(rows):
+        rows = [dict(r) for r in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows)]
+        rows[1].update(edit)
+        return original(rows)
+
+    monkeypatch.setattr(ui_report, "rows_to_boxes", rows_to_boxes)
+
+
+@pytest.mark.parametrize("edit, phrase", [
+    ({"t1": 1_000_000}, "t1 <= 60"),  # was: Unable to allocate 2.24 GiB ... (100000000, 12) int16
+    ({"centre_x": 99_999_999_999}, "is not on the"),  # was: cv2.error putText Can't parse 'org', page gone
+    ({"width": 1e12}, "beyond the ECG paper"),
+])
+def test_unusable_typed_lead_boxes_get_one_sentence_and_the_page_stays(page, working_models, monkeypatch, edit,
+                                                                      phrase):
+    buffer = io.BytesIO()
+    Image.fromarray(working_models.image).save(buffer, format="PNG")
+    page.file_uploader(key="cls_upload").set_value(("synthetic.png", buffer.getvalue(), "image/png")).run(timeout=120)
+    _typed(monkeypatch, **edit)
+    page.button(key="cls_redigitize").click().run(timeout=120)
+    assert not page.exception, [e.value for e in page.exception]
+    (error,) = [e.value for e in page.error]
+    assert phrase in error and "\n" not in error and error[0].isupper()
+    assert "cls_override" not in page.session_state  # the automatic reading stays
+    assert len(page.get("plotly_chart")) == 2  # the verdict and the leads
+    assert any(h.value == "What was found on the photo" for h in page.subheader)  # and the photo section
