@@ -115,7 +115,7 @@ COLUMN_FILL = 1.0  # column width = 1 / (COLUMN_FILL * px per mm): one image pix
 ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width
 # Plausibility of a lead (for the quality flags).
 MIN_COVERAGE = 0.8
-LONG_VERTICAL_MM = 50.0  # a straight vertical line of ink this long is a grid line or a mark, never trace
+LONG_VERTICAL_MM = 100.0  # a vertical line of ink this long is a grid line or a mark, never trace
 # A reading whose weaker limb-lead law is below this is read again with its cells placed from the page
 # (ecgcore.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
@@ -613,24 +613,14 @@ def _paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | N
 
 
 def _without_long_verticals(paper: PaperInk) -> PaperInk:
-    """The ink without straight vertical lines longer than LONG_VERTICAL_MM: grid lines and lead-change bars that
-    the segmenter took for trace. No ECG wave draws such a line: even a 4 mV R wave at 10 mm/mV rises over a
-    millimetre or more of paper, and a line that long would cross rows."""
+    """The ink without straight vertical lines (grid lines and bars that the segmenter took for trace): runs of ink
+    in one coverage column, or in two neighbouring ones (a line a little off the grid's axis), longer than
+    LONG_VERTICAL_MM. That is longer than any chain of QRS complexes that touch from row to
+    row on close layouts (12x1, 6x2: at 50 mm such chains were cut and cost held-out photos 1-2 dB)."""
     inked = paper.coverage > 0
-    # a column or its right neighbour (a line a little off the grid's axis falls in two coverage columns)
     pair = inked | np.pad(inked[:, 1:], ((0, 0), (0, 1)))
-    min_len = int(round(LONG_VERTICAL_MM * paper.ppm))
-    if pair.shape[0] < min_len:
-        return paper
-    # length of the vertical run of ink each cell belongs to: cumulative counts from above and from below
-    down = np.zeros(pair.shape, np.int32)
-    up = np.zeros(pair.shape, np.int32)
-    for r in range(pair.shape[0]):
-        down[r] = np.where(pair[r], (down[r - 1] if r else 0) + 1, 0)
-    for r in range(pair.shape[0] - 1, -1, -1):
-        up[r] = np.where(pair[r], (up[r + 1] if r + 1 < pair.shape[0] else 0) + 1, 0)
-    line = (down + up - 1) >= min_len
-    line = line & inked | np.pad(line[:, :-1], ((0, 0), (1, 0))) & inked
+    paired = _long_runs(pair, int(round(LONG_VERTICAL_MM * paper.ppm)))
+    line = (paired | np.pad(paired[:, :-1], ((0, 0), (1, 0)))) & inked
     if not line.any():
         return paper
     cols = np.round((paper.u - paper.u0) * paper.ppm).astype(np.int64)
@@ -640,6 +630,19 @@ def _without_long_verticals(paper: PaperInk) -> PaperInk:
     return PaperInk(paper.u[keep], paper.v[keep], paper.px_per_mm, coverage, paper.u0, paper.v0, paper.ppm,
                     None if paper.ext_up is None else paper.ext_up[keep],
                     None if paper.ext_down is None else paper.ext_down[keep])
+
+
+def _long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
+    """The cells of ``mask`` that belong to a vertical run of True at least ``min_len`` long."""
+    if mask.shape[0] < min_len:
+        return np.zeros_like(mask)
+    down = np.zeros(mask.shape, np.int32)
+    up = np.zeros(mask.shape, np.int32)
+    for r in range(mask.shape[0]):
+        down[r] = np.where(mask[r], (down[r - 1] if r else 0) + 1, 0)
+    for r in range(mask.shape[0] - 1, -1, -1):
+        up[r] = np.where(mask[r], (up[r + 1] if r + 1 < mask.shape[0] else 0) + 1, 0)
+    return (down + up - 1) >= min_len
 
 
 def curve_edge_offsets(curve: np.ndarray, margin: np.ndarray, ys: np.ndarray,
