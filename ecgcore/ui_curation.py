@@ -251,3 +251,27 @@ def dataset_info(folder: str | Path) -> dict[str, Any]:
         return json.loads((Path(folder) / "dataset.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+# --- the demo dataset: a newcomer's first dataset, one click from an empty Curation page ---------------------------
+
+DEMO_NAME = "demo"
+DEMO_JOB_NAME = "Demo dataset"
+DEMO_SAMPLES = 24
+
+
+def demo_generation_args(workspace: Path) -> list[str]:
+    """``pipelines.generate_ptb_v`` arguments of the demo dataset: DEMO_SAMPLES small synthetic photos (no download
+    needed) in three layouts, made in well under a minute on two cores."""
+    from .workspace import DATASETS
+
+    return ["--synthetic", "--out", str(Path(workspace) / DATASETS / DEMO_NAME), "-n", str(DEMO_SAMPLES),
+            "--seed", "1", "--size", "800x600", "--layout", "3x4+II,6x2,12x1"]
+
+
+def demo_needs_scoring(jobs: list, folder: Path) -> bool:
+    """Whether ``folder`` is the demo dataset, its generation job has finished and no scoring job has been started
+    for it yet: then the page starts scoring, so that a newcomer curates scored samples."""
+    made = [j for j in jobs if j.pipeline == "generate_ptb_v" and j.name == DEMO_JOB_NAME and str(folder) in j.args]
+    scored = [j for j in jobs if j.pipeline == "score_dataset" and str(folder) in j.args]
+    return bool(made) and made[0].status == "finished" and not scored

@@ -27,7 +27,7 @@ from ecgcore.jobs import JobError, JobRunner  # noqa: E402
 from ecgcore.photo import overlay  # noqa: E402
 from ecgcore.ui_plots import class_counts_figure, class_map_colors, ecg_paper_figure  # noqa: E402
 from ecgcore.workspace import list_datasets, workspace_root  # noqa: E402
-from pages import PAGE_JOBS  # noqa: E402
+from pages import PAGE_JOBS, plain  # noqa: E402
 
 SCORE_LABELS = {"seg_iou": "segmentation IoU (curve)", "snr_db": "digitisation SNR (dB)",
                 "p_true": "p(own label)", "confidence": "model confidence", "ink_contrast": "ink contrast"}
@@ -44,7 +44,15 @@ if not state.get("curator"):
 st.title("Curation")
 datasets = list_datasets(root)
 if not datasets:
-    st.info("No PTB-V datasets in the workspace yet. Generate one from the Jobs page or the Augmentation Studio.")
+    st.info(f"No PTB-V datasets in the workspace yet. Make a demo dataset ({cur.DEMO_SAMPLES} synthetic photos, "
+            "generated and then scored as background jobs, about a minute), or generate your own from the Jobs page "
+            "or the Augmentation Studio.")
+    if st.button("Make a demo dataset", icon=":material/play_arrow:", key="cur_demo", type="primary"):
+        try:
+            job = runner.launch("generate_ptb_v", cur.demo_generation_args(root), name=cur.DEMO_JOB_NAME, threads=1)
+            st.success(f"Started job #{job.id}: the demo dataset appears here as its samples are made.")
+        except JobError as exc:
+            st.error(plain(str(exc)))
     st.page_link(PAGE_JOBS, label="Open Jobs", icon=":material/settings:")
     st.stop()
 
@@ -97,12 +105,24 @@ try:
 except DatasetError as exc:
     st.error(str(exc))
     st.stop()
+recent_jobs = runner.list(limit=100)
+making = next((j for j in recent_jobs if j.active and j.pipeline == "generate_ptb_v" and str(folder) in j.args), None)
+if making is not None:
+    made = runner.progress(making)
+    st.progress(made.fraction or 0.0, text=f"Job #{making.id} is making {folder.name}: {made.done or 0}/"
+                                          f"{made.total or '?'} samples - reload to see them")
 if rows.empty:
     st.warning(f"{folder.name} has no complete samples yet.")
     st.stop()
 
 # --- scores: computed by a background job ---------------------------------------------------------------
-score_jobs = [j for j in runner.list(limit=100) if j.pipeline == "score_dataset" and str(folder) in j.args]
+if cur.demo_needs_scoring(recent_jobs, folder):
+    try:
+        runner.launch("score_dataset", ["--data", str(folder)], name=f"score {folder.name}", threads=1)
+        recent_jobs = runner.list(limit=100)
+    except JobError as exc:
+        st.error(plain(str(exc)))
+score_jobs = [j for j in recent_jobs if j.pipeline == "score_dataset" and str(folder) in j.args]
 running = next((j for j in score_jobs if j.active), None)
 scored = rows["scored_with"].notna().any()
 c_score, c_rule = st.columns([1.2, 2])

@@ -242,3 +242,39 @@ def test_gallery_view_opens_a_sample(workspace):
     assert len(at.image) >= 8 + 1  # eight thumbnails and the detail view's photo
     at.button(key="cur_open_000005").click().run()
     assert any(m.value.startswith("**000005**") for m in at.markdown)
+
+
+def test_an_empty_workspace_makes_a_demo_dataset_that_is_scored_when_made(tmp_path, monkeypatch):
+    """A newcomer on an empty Curation page: one click makes a small dataset as a job, progress shows while it is
+    made, and scoring starts by itself when it is done, so curating needs no trip to the Jobs page."""
+    import time
+
+    from ecgcore.jobs import JobRunner
+    from ecgcore.ui_curation import DEMO_JOB_NAME, DEMO_SAMPLES
+
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("ECGLAB_WORKSPACE", str(ws))
+    monkeypatch.delenv("ECGLAB_PTBXL", raising=False)
+    at = _open("newcomer")
+    assert any("Make a demo dataset" in i.value for i in at.info)
+    at.button(key="cur_demo").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("appears here as its samples are made" in s.value for s in at.success)
+    runner = JobRunner(ws)
+    (job,) = [j for j in runner.list() if j.name == DEMO_JOB_NAME]
+    deadline = time.time() + 300
+
+    def now():  # list() brings the status up to date (the wrapper's exit is noticed there)
+        return {j.id: j for j in runner.list()}[job.id]
+
+    while now().active and time.time() < deadline:
+        time.sleep(1)
+    assert now().status == "finished", runner.log_tail(now())
+    assert len(list((ws / "datasets" / "demo").glob("[0-9]*.json"))) == DEMO_SAMPLES
+    at.run()  # the page sees the finished demo set and starts scoring it
+    assert not at.exception, [e.value for e in at.exception]
+    scoring = [j for j in runner.list() if j.pipeline == "score_dataset"]
+    assert len(scoring) == 1 and str(ws / "datasets" / "demo") in scoring[0].args
+    at.run()  # and only once
+    assert len([j for j in runner.list() if j.pipeline == "score_dataset"]) == 1
+    runner.cancel(scoring[0].id)
