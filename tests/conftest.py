@@ -56,6 +56,15 @@ def tiny_dataset(tmp_path_factory) -> Iterator[Path]:
     assert not (out / "curation.jsonl").exists(), "a test wrote curation decisions into the shared tiny_dataset"
 
 
+@pytest.fixture
+def curation_folder(tmp_path) -> Path:
+    """An empty PTB-V dataset folder: the curation log needs the folder (its dataset.json), not its samples."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset.json").write_text("{}\n")
+    return folder
+
+
 def open_app_page(page: str, workspace: Path, monkeypatch):
     """The app started in AppTest on a fresh workspace without PTB-XL, switched to ``page``, with no exception."""
     from streamlit.testing.v1 import AppTest

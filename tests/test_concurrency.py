@@ -71,11 +71,8 @@ def _curate(folder: str, session: str, seed: int, barrier) -> list[dict]:
 
 
 @pytest.fixture
-def dataset_folder(tmp_path) -> Path:
-    folder = tmp_path / "shared"
-    folder.mkdir()
-    (folder / "dataset.json").write_text("{}\n")  # the curation log needs a PTB-V folder, not its samples
-    return folder
+def dataset_folder(curation_folder) -> Path:
+    return curation_folder
 
 
 def test_two_processes_curating_one_dataset_lose_no_decision(dataset_folder):

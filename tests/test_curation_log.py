@@ -24,11 +24,8 @@ from ecgcore.ui_curation import decision_message, history_table, undo_message
 
 
 @pytest.fixture
-def folder(tmp_path) -> Path:
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    (folder / "dataset.json").write_text("{}\n")  # the curation log needs a PTB-V folder, not its samples
-    return folder
+def folder(curation_folder) -> Path:
+    return curation_folder
 
 
 def test_undo_steps_back_in_order_instead_of_toggling(folder):
