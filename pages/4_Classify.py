@@ -231,7 +231,7 @@ if shown.reliable:
     v1, v2 = st.columns([1, 1.4])
     with v1:
         st.subheader(headline)
-        st.markdown(f"✅ {details[0]}", help="Every ECG machine records I and II and computes III, aVR, aVL and aVF "
+        st.markdown(f":material/check_circle: {details[0]}", help="Every ECG machine records I and II and computes III, aVR, aVL and aVF "
                     "from them, so on a correct reading I + III = II and aVR + aVL + aVF = 0. True recordings agree "
                     "to 15-24 dB; a reading is called reliable only when both laws hold to at least 5 dB.")
         for note in shown.notes:
@@ -245,7 +245,7 @@ else:
         # A warning, not an error: the app worked; it is the photo's reading that cannot be trusted.
         st.warning("No verdict is given: the digitised leads fail checks that every correct reading of a real ECG "
                  "passes, so whatever the model says about them is not a result.\n\n"
-                 + "\n".join(f"- {line}" for line in details), icon="🔍")
+                 + "\n".join(f"- {line}" for line in details), icon=":material/search:")
         st.markdown("**What to look at:** the photo on the right shows where each lead was read. Check that every "
                     "box holds its own lead's trace and that the leads below look like the printout. Choose the "
                     "layout by hand above, or correct the lead boxes further down, and the reading is checked again.")

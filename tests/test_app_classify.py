@@ -278,7 +278,7 @@ def test_a_reliable_reading_shows_the_verdict_and_that_the_limb_leads_agree(page
     assert analysis.reliable
     assert page.subheader[0].value == f"Model output: {LABEL_TITLES[analysis.prediction]}"
     agree = [m.value for m in page.markdown if "limb leads agree" in m.value]
-    assert agree == [f"✅ The limb leads agree (Einthoven {analysis.reading.einthoven_db:.1f} dB, "
+    assert agree == [f":material/check_circle: The limb leads agree (Einthoven {analysis.reading.einthoven_db:.1f} dB, "
                      f"Goldberger {analysis.reading.goldberger_db:.1f} dB)."]
     assert not any("No verdict is given" in w.value for w in page.warning)
     assert not any("Research output" in e.label for e in page.expander)
