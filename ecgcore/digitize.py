@@ -277,8 +277,9 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
                             else [])
     best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
+    ink_rows = _ink_rows(paper, fit)
     for name in names:
-        again = _page_reading(name, dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
+        again = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
         if again is None:
             continue
         score = consistency_score(again.signal, again.fs)
@@ -289,15 +290,17 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     return best
 
 
-def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
-                  pulses: list[Pulse], paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg | None:
+def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
+                  ink_rows: tuple[list[float], list[np.ndarray]], offset: tuple[float, float], pulses: list[Pulse],
+                  paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg | None:
     """The page read in layout ``name`` placed from the page (None when the page does not show the rows its limb
-    leads need). The prototype's seed-3x4 restarts every column at 0 s, which no printer does: not placed."""
+    leads need); ``ink_rows`` is :func:`_ink_rows` of the page. The prototype's seed-3x4 restarts every column at
+    0 s, which no printer does: not placed."""
     if name == "seed-3x4":
         return None
     lay = make_layout(name, paper_speed)
     windows = law_windows(lay)
-    ink_rows, row_cols = _ink_rows(paper, fit)
+    ink_rows, row_cols = ink_rows
     n_rows = 1 + max(c.row for c in lay.cells)
     table_rows = [lay.cells_of_row(r)[0].baseline_mm + offset[1] for r in range(n_rows)]
     row_pitch = float(np.median(np.diff(table_rows))) if n_rows > 1 else 20.0
@@ -329,11 +332,11 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit, o
     # The gain from pulses printed before or after the rows (of any shape); else the given one. The table reading's
     # pulse measurement is not used: its cells were placed where this reading says they are not.
     heights = []
-    row_s = int(round(lay.row_mm / SEARCH_STEP_MM))
+    row_n = int(round(lay.row_mm / SEARCH_STEP_MM))
     start = int(round((x0 - u_start) / SEARCH_STEP_MM))
     span = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
-    for r in sorted({r for w in windows for r in w.rows}):
-        for lo, hi in ((start - span, start), (start + row_s - span, start + row_s + span)):
+    for r in law_rows:
+        for lo, hi in ((start - span, start), (start + row_n - span, start + row_n + span)):
             levels = _pulse_levels(strips[r, max(lo, 0): max(hi, 0)])
             if levels is not None:
                 heights.append(levels[0] - levels[1])
@@ -1127,7 +1130,6 @@ def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w
         flats = ((rel > 0.3 * f1) & (rel < 0.8 * f1)) | ((rel > f1 + hi + 0.3 * f2) & (rel < f1 + hi + 0.8 * f2))
         tops = (rel > f1 + 0.25 * hi) & (rel < f1 + 0.75 * hi)
         vf, vt = v[flats], v[tops]
-        levels = None
         if np.isfinite(vf).sum() >= 2 and np.isfinite(vt).sum() >= 2 and np.nanstd(vf) <= PULSE_FLAT_MM:
             levels = float(np.nanmedian(vf)), float(np.nanmedian(vt))
         else:  # a pulse of another shape than the standard 2-5-2 mm: its two flat levels, wherever they are

@@ -86,7 +86,6 @@ class Reading:
     goldberger_db: float | None
     repeats_r: float | None
     reasons: list[str] = field(default_factory=list)
-    derived: list[str] = field(default_factory=list)  # leads computed from others, never read from the paper
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +123,5 @@ def assess_reading(signal: np.ndarray, fs: int, quality: dict[str, Any] | None =
     if reasons and layout_source in ("given", "boxes"):
         who = "the layout you chose" if layout_source == "given" else "the lead boxes you drew"
         reasons.append(f"(read with {who})")
-    derived = [str(d) for d in quality.get("derived", [])]
     return Reading(reliable=not reasons, einthoven_db=laws["einthoven_db"], goldberger_db=laws["goldberger_db"],
-                   repeats_r=None if repeats is None else round(float(repeats), 3), reasons=reasons, derived=derived)
+                   repeats_r=None if repeats is None else round(float(repeats), 3), reasons=reasons)

@@ -125,7 +125,7 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     """
     if not windows:
         return None
-    read = np.isfinite(strips[sorted({r for w in windows for r in w.rows})]).all(axis=0)
+    read = np.isfinite(strips[sorted({r for w in windows for r in w.rows})]).all(axis=0)  # every law row read
     if not read.any():
         return None
     first_ink = u_start + float(np.flatnonzero(read)[0]) * SEARCH_STEP_MM
@@ -144,13 +144,11 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
         return None
     unread = unread.max(axis=1)
     if row_s is not None:
-        rows = strips[sorted({r for w in windows for r in w.rows})]
         span = int(round(row_s * samples_per_s))
         ends = candidates + span
-        inside = (candidates >= 0) & (ends <= rows.shape[1])
-        read_all = np.isfinite(rows).all(axis=0).astype(np.int64)
-        cumulative = np.concatenate([[0], np.cumsum(read_all)])
-        read_in_span = np.where(inside, cumulative[np.minimum(ends, rows.shape[1])] - cumulative[candidates], 0)
+        inside = (candidates >= 0) & (ends <= len(read))
+        cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
+        read_in_span = np.where(inside, cumulative[np.minimum(ends, len(read))] - cumulative[candidates], 0)
         unread = np.maximum(unread, (span - read_in_span) * SEARCH_STEP_MM)
     objective = scores - UNREAD_COST_DB_PER_MM * np.minimum(unread, 1e6)
     best = int(np.argmax(objective))
