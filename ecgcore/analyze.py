@@ -20,7 +20,7 @@ import numpy as np
 
 from .constants import CURVE, LEAD_NAMES
 from .errors import DigitizationError, ModelError
-from .physics import Reading
+from .physics import Reading, reading_of
 
 DISCLAIMER = (
     "Research demonstration only: this is not medical advice and not a medical device, and it must not be used to "
@@ -145,16 +145,6 @@ def _digitize(class_map: np.ndarray, layout: str, curve_margin: np.ndarray | Non
     return digitize(class_map, layout=layout, fs=fs, lead_boxes=lead_boxes or None, curve_margin=curve_margin)
 
 
-def assess(dig: Any) -> Reading:
-    """The :class:`ecgcore.physics.Reading` of a digitised record: limb-lead physics, repeated leads, leads read and
-    grid fit, named in words. Forced layouts and hand-drawn boxes go through the same rules (layout_source only
-    names who chose them)."""
-    from .physics import assess_reading
-
-    return assess_reading(np.asarray(dig.signal), int(dig.fs), getattr(dig, "quality", None) or {},
-                          getattr(dig, "layout_source", "auto"))
-
-
 class KnownClassMap:
     """A segmenter that returns the class map already computed: explaining a result or re-reading it with drawn
     lead boxes does not segment the photo again."""
@@ -217,7 +207,7 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
     step("digitize")
     t0 = time.perf_counter()
     dig = _digitize(class_map, layout, margin, lead_boxes=lead_boxes, fs=fs)
-    reading = assess(dig)
+    reading = reading_of(dig)
     lap("digitize", t0)
     quality = getattr(dig, "quality", {}) or {}
     if not quality.get("ok", True):

@@ -66,7 +66,7 @@ from .constants import (
 from .errors import DigitizationError
 from .gridfind import MAJOR_MM, MAX_PAPER_MM, GridFit, find_grid
 from .layouts import LAYOUT_NAMES, SAME_PULSES, Layout, LeadCell, make_layout
-from .physics import RELIABLE_MIN_DB, Reading, assess_reading, consistency_score, limb_consistency
+from .physics import RELIABLE_MIN_DB, Reading, consistency_score, limb_consistency, reading_of
 from .placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
 from .render import LeadBox
 
@@ -166,7 +166,7 @@ class DigitizedEcg:
 
     def reading(self) -> Reading:
         """Whether this reading can be trusted (limb-lead physics, repeated leads, leads read; ecgcore.physics)."""
-        return assess_reading(self.signal, self.fs, self.quality, self.layout_source)
+        return reading_of(self)
 
     def to_json(self) -> dict[str, Any]:
         """What OUT/STEM.json holds: layout, rotation, px per mm, each lead's box and t0/t1, quality flags."""

@@ -91,6 +91,15 @@ class Reading:
         return asdict(self)
 
 
+def reading_of(record: Any) -> Reading:
+    """:func:`assess_reading` of a digitised record (anything with ``signal``, ``fs`` and, optionally,
+    ``quality`` and ``layout_source``, as ecgcore.digitize.DigitizedEcg): the one way every caller judges a
+    reading. Forced layouts and hand-drawn boxes go through the same rules (layout_source only names who chose
+    them)."""
+    return assess_reading(np.asarray(record.signal), int(record.fs), getattr(record, "quality", None) or {},
+                          getattr(record, "layout_source", "auto"))
+
+
 def assess_reading(signal: np.ndarray, fs: int, quality: dict[str, Any] | None = None,
                    layout_source: str = "auto") -> Reading:
     """Judge a reading: reliable only when both limb-lead laws hold at >= RELIABLE_MIN_DB, leads shown twice agree,

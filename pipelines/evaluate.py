@@ -137,10 +137,10 @@ def evaluate_segmentation_cmd(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     """Per-sample and pooled SNR / r / RMSE; failures are counted (and scored as missing, not as 0 dB)."""
-    from ecgcore.analyze import assess
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
     from ecgcore.evaluate import compare_signals, sample_source_record
+    from ecgcore.physics import reading_of
     from ecgcore.segmentation import segment_with_margin
 
     samples = _samples(args)
@@ -169,7 +169,7 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
             true = _resample_record(record.signal, record.fs, fs)
         scores = compare_signals(true, dig.signal, fs)
         summary = scores.summary()
-        reading = assess(dig)  # the Classify page's and the CLI's verdict on the same reading
+        reading = reading_of(dig)  # the Classify page's and the CLI's verdict on the same reading
         row.update(detected_layout=dig.layout, layout_correct=dig.layout == sample.meta.get("layout"),
                    rotation_error_deg=round(abs(dig.rotation_deg - float(sample.meta.get("angle_deg", 0.0))), 3),
                    px_per_mm_error=round(dig.px_per_mm / float(sample.meta["px_per_mm"]) - 1.0, 5),
@@ -258,10 +258,10 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
         from ecgcore.train_classifier import classification_metrics
     except ImportError as exc:
         fail(f"the classification module is not available ({exc})")
-    from ecgcore.analyze import assess
     from ecgcore.constants import LABEL_INDEX, LABELS
     from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
+    from ecgcore.physics import reading_of
     from ecgcore.segmentation import segment_with_margin
 
     samples = [s for s in _samples(args) if s.label in LABEL_INDEX]
@@ -282,7 +282,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
             continue
         y_true.append(LABEL_INDEX[sample.label])
         probs.append([p[label] for label in LABELS])
-        readings.append(assess(dig).to_json())
+        readings.append(reading_of(dig).to_json())
         reporter.advance(1, message=sample.id)
     reporter.close()
     if not y_true:
