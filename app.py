@@ -11,10 +11,8 @@ import streamlit as st
 
 st.set_page_config(page_title="ECG Lab", page_icon=":material/ecg_heart:", layout="wide")
 
-from ecgcore.jobs import JobRunner  # noqa: E402
-from ecgcore.ui_home import (  # noqa: E402
+from ecgcore.app.home import (  # noqa: E402
     MODEL_KINDS,
-    WEIGHTS_DIR,
     dataset_summary,
     model_candidates,
     model_cards,
@@ -22,7 +20,8 @@ from ecgcore.ui_home import (  # noqa: E402
     training_runs,
     write_active,
 )
-from ecgcore.workspace import RUNS, list_datasets, subdir, workspace_root  # noqa: E402
+from ecgcore.jobs import JobRunner  # noqa: E402
+from ecgcore.workspace import RUNS, WEIGHTS_DIR, list_datasets, subdir, workspace_root  # noqa: E402
 from pages import PAGE_CLASSIFY, PAGE_CURATION, PAGE_JOBS, PAGE_STUDIO, ptbxl_or_none, shared_images_dir  # noqa: E402
 
 

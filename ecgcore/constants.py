@@ -74,7 +74,7 @@ GRID_COLORS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
 PAPER_RGB = (255, 255, 255)
 INK_RGB = (0, 0, 0)
 
-# --- printer styles beyond the defaults (the print-stage parameters of ecgcore.params) ---
+# --- printer styles beyond the defaults (the print-stage parameters of ecgcore.synth.params) ---
 # Trace (pen) colours.
 TRACE_COLORS: dict[str, tuple[int, int, int]] = {"black": INK_RGB, "dark_blue": (0x1E, 0x2A, 0x78),
                                                  "dark_grey": (0x48, 0x48, 0x48)}

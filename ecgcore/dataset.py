@@ -17,23 +17,22 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from .constants import GENERATOR_VERSION, SAMPLE_SCHEMA
-from .imageio import atomic_write_bytes, encode_png
-from .photo import Photo
-from .render import LeadBox
-from .signals import EcgRecord
+from ecgcore.constants import GENERATOR_VERSION, SAMPLE_SCHEMA
+from ecgcore.errors import DatasetError  # noqa: F401  (raised here; defined with the other user errors)
+from ecgcore.imageio import atomic_write_bytes, encode_png
+from ecgcore.layouts import LeadBox
+from ecgcore.signals import EcgRecord
+
+if TYPE_CHECKING:  # a dataset is read without loading synthesis
+    from ecgcore.synth.photo import Photo
 
 DATASET_FILE = "dataset.json"
 CURATION_FILE = "curation.jsonl"
 DECISIONS = ("discard", "restore")
-
-
-class DatasetError(ValueError):
-    """A dataset folder is missing, unwritable or inconsistent; one sentence."""
 
 
 def sample_id(index: int) -> str:
@@ -148,7 +147,7 @@ class Sample:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def mask(self) -> np.ndarray:
-        from .imageio import decode_png_mask
+        from ecgcore.imageio import decode_png_mask
 
         return decode_png_mask(self.mask_path)
 
@@ -164,7 +163,7 @@ def open_dataset(folder: str | Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc}).") from None
+        raise DatasetError(f"{path} is not valid JSON ({exc}).") from exc
 
 
 def iter_samples(folder: str | Path, include_discarded: bool = True) -> Iterator[Sample]:
@@ -182,7 +181,7 @@ def validate_sample(folder: str | Path, sid: str) -> list[str]:
     """Problems with one sample against the ptb-v/1 contract (empty list when it is valid)."""
     import cv2
 
-    from .constants import LABELS, LEAD_NAMES, N_CLASSES, SYNTHETIC_LABEL
+    from ecgcore.constants import LABELS, LEAD_NAMES, N_CLASSES, SYNTHETIC_LABEL
 
     folder = Path(folder)
     problems: list[str] = []
@@ -217,13 +216,6 @@ def validate_sample(folder: str | Path, sid: str) -> list[str]:
         if label.get("lead") not in LEAD_NAMES or len(label.get("quad", [])) != 8:
             problems.append(f"label {label.get('lead')!r}: unknown lead or bad quad")
     return problems
-
-
-def count_labels(samples: list[Sample]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for s in samples:
-        counts[s.label] = counts.get(s.label, 0) + 1
-    return counts
 
 
 def write_dataset_json(folder: Path, info: dict[str, Any]) -> None:
@@ -448,7 +440,7 @@ def undo_last(folder: str | Path, by: str) -> UndoResult:
     """
     by = clean_curator(by)
     if not by:
-        raise ValueError("undo needs a curator name: it steps back through that curator's own decisions only.")
+        raise DatasetError("undo needs a curator name: it steps back through that curator's own decisions only.")
     folder = Path(folder)
     if (folder / DATASET_FILE).is_file() and not (folder / CURATION_FILE).is_file():
         return UndoResult()  # no decision yet: nothing to undo, and no empty log to leave behind

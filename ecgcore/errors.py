@@ -1,20 +1,45 @@
-"""The exceptions that mean "the user gave something unusable": each carries one sentence for a person."""
+"""The exceptions that mean "the user gave something unusable": each carries one sentence for a person.
+
+This module imports nothing from the project, so every stage can raise these without loading any other. Anything
+that is not a :class:`UserError` (or one of the OS errors in :data:`USER_ERRORS`) is a bug: pages and command lines
+log it with its traceback (:mod:`ecgcore.logs`) and say so, instead of blaming the input."""
 
 from __future__ import annotations
 
-from .dataset import DatasetError
-from .imageio import ImageError
-from .jobs import JobError
-from .params import PresetError
-from .signals import DataSourceError
-from .workspace import WorkspaceError
+
+class UserError(Exception):
+    """Something the user gave (a file, a folder, a name, a setting) cannot be used; the message is one sentence."""
 
 
-class ModelError(ValueError):
+class DataSourceError(UserError):
+    """A data source is missing or incomplete; the message is one sentence saying what and how to fix it."""
+
+
+class DatasetError(UserError):
+    """A dataset folder is missing, unwritable or inconsistent; one sentence."""
+
+
+class ImageError(UserError):
+    """An input is not a usable image; the message is one sentence for the user."""
+
+
+class PresetError(UserError):
+    """A preset or parameter is invalid; the message names the parameter."""
+
+
+class WorkspaceError(UserError):
+    """A user-given name or path is unusable (e.g. it would escape the workspace); one sentence."""
+
+
+class JobError(UserError):
+    """A job cannot be launched, cancelled or resumed as asked; one sentence."""
+
+
+class ModelError(UserError):
     """Model weights are missing, corrupt, or do not match their model card."""
 
 
-class DigitizationError(ValueError):
+class DigitizationError(UserError):
     """No ECG could be read from an image (no grid or trace found, too small, ...).
 
     The sentence speaks to anyone (a page shows it as it is); ``cli_hint`` is what a command line adds to it, the
@@ -26,14 +51,7 @@ class DigitizationError(ValueError):
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    DataSourceError,
-    DatasetError,
-    ImageError,
-    PresetError,
-    ModelError,
-    DigitizationError,
-    WorkspaceError,
-    JobError,
+    UserError,
     FileNotFoundError,
     PermissionError,
     IsADirectoryError,

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from ecgcore.errors import ImageError  # noqa: F401  (raised here; defined with the other user errors)
+
 SUPPORTED_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "WEBP", "MPO", "GIF"}
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")
 # Largest image decoded at full size; bigger JPEGs are decoded downscaled, bigger others refused.
@@ -28,9 +30,6 @@ MAX_SIDE = 4096
 MIN_SIDE = 64
 _EXIF_ORIENTATION = 0x0112
 
-
-class ImageError(ValueError):
-    """An input is not a usable image; the message is one sentence for the user."""
 
 
 @dataclass

@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .progress import EVENTS_ENV
-from .workspace import JOBS, REPO_ROOT, subdir, workspace_root
+from ecgcore.errors import JobError  # noqa: F401  (raised here; defined with the other user errors)
+from ecgcore.progress import EVENTS_ENV
+from ecgcore.workspace import JOBS, REPO_ROOT, subdir, workspace_root
 
 DB_NAME = "jobs.sqlite"
 LOG_FILE = "log.txt"
@@ -50,9 +51,6 @@ KILL_AFTER_S = 10.0  # a cancelled job still alive after this long gets SIGKILL
 ACTIVE = ("queued", "running", "cancelling")
 TERMINAL = ("finished", "failed", "cancelled", "interrupted")
 
-
-class JobError(ValueError):
-    """A job cannot be launched, cancelled or resumed as asked; one sentence."""
 
 
 @dataclass(frozen=True)
@@ -321,7 +319,7 @@ class JobRunner:
                 )
             except OSError as exc:
                 self._update(job_id, status="failed", ended=time.time())
-                raise JobError(f"could not start the job ({exc.strerror or exc}).") from None
+                raise JobError(f"could not start the job ({exc.strerror or exc}).") from exc
         created = _process_create_time(proc.pid)
         self._update(job_id, status="running", started=time.time(), pid=proc.pid, pid_created=created)
         _LAUNCHED[proc.pid] = proc  # keep the handle so the child is reaped (no zombie) while the app lives

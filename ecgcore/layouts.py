@@ -1,13 +1,15 @@
 """Paper layouts: where each lead sits on the paper (in mm) and which seconds of the record it shows.
 
-A layout is pure geometry in millimetres, independent of resolution; :mod:`ecgcore.render` turns it into pixels.
+A layout is pure geometry in millimetres, independent of resolution; :mod:`ecgcore.synth.render` turns it into pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .constants import CALIBRATION_SEGMENTS_MM, DEFAULT_PAPER_SPEED, LEAD_NAMES, PAGE_SIZES_MM
+import numpy as np
+
+from ecgcore.constants import CALIBRATION_SEGMENTS_MM, DEFAULT_PAPER_SPEED, LEAD_NAMES, PAGE_SIZES_MM
 
 LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x4+3")
 
@@ -283,3 +285,20 @@ def styled_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED, style: La
     return Layout(name, tuple(cells), float(round(width, 3)), float(round(height, 3)), paper_speed,
                   pulse_segments_mm=segments, pulses=tuple(pulses), style=style,
                   top_mm=style.margin_mm + style.header_mm)
+
+
+@dataclass
+class LeadBox:
+    """Where a lead is in an image: its cell's corners (TL, TR, BL, BR) in pixels and the seconds it shows."""
+
+    name: str
+    quad: np.ndarray  # (4, 2) float: top-left, top-right, bottom-left, bottom-right
+    t0: float
+    t1: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "quad": [round(float(v), 2) for v in self.quad.reshape(-1)], "t0": self.t0, "t1": self.t1}
+
+    @classmethod
+    def from_json(cls, data: dict) -> LeadBox:
+        return cls(data["name"], np.asarray(data["quad"], dtype=np.float64).reshape(4, 2), float(data["t0"]), float(data["t1"]))

@@ -15,21 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import (
+from ecgcore.constants import (
     LEAD_ALIASES,
     LEAD_NAMES,
     MI_CODES,
     NORMAL_MIN_LIKELIHOOD,
     SYNTHETIC_LABEL,
 )
+from ecgcore.errors import DataSourceError  # noqa: F401  (raised here; defined with the other user errors)
 
 PTBXL_ENV = "ECGLAB_PTBXL"
 SUPPORTED_FS = (100, 500)
 DOWNLOAD_HINT = "run ./download_datasets.sh (or pass --ptbxl DIR / set ECGLAB_PTBXL to a PTB-XL 1.0.3 folder)"
 
-
-class DataSourceError(ValueError):
-    """A data source is missing or incomplete; the message is one sentence saying what and how to fix it."""
 
 
 @dataclass

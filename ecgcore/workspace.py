@@ -11,9 +11,13 @@ import os
 import re
 from pathlib import Path
 
+from ecgcore.errors import WorkspaceError  # noqa: F401  (raised here; defined with the other user errors)
+
 WORKSPACE_ENV = "ECGLAB_WORKSPACE"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WORKSPACE = REPO_ROOT / "workspace"
+WEIGHTS_DIR = REPO_ROOT / "weights"  # the shipped models and their cards
+PRESETS_DIR = WEIGHTS_DIR / "presets"  # the shipped synthesis presets
 
 # Sub-folders by purpose; pages and jobs agree on these names.
 DATASETS = "datasets"
@@ -31,9 +35,6 @@ EVALUATIONS = "evaluations"  # JSON results of pipelines.evaluate
 NAME_MAX = 120
 _NAME_RE = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9 ._+\-]{{0,{NAME_MAX - 1}}}$")
 
-
-class WorkspaceError(ValueError):
-    """A user-given name or path is unusable (e.g. it would escape the workspace); one sentence."""
 
 
 def workspace_root(create: bool = True) -> Path:
@@ -120,4 +121,6 @@ def list_folders(kind: str, marker: str, root: str | os.PathLike | None = None) 
 
 def list_datasets(root: str | os.PathLike | None = None) -> list[Path]:
     """PTB-V dataset folders (those with a dataset.json) under the workspace's datasets folder, by name."""
-    return list_folders(DATASETS, "dataset.json", root)
+    from ecgcore.dataset import DATASET_FILE  # the dataset module owns its file names (and imports numpy)
+
+    return list_folders(DATASETS, DATASET_FILE, root)

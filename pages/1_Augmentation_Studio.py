@@ -10,11 +10,13 @@ import streamlit as st
 PAGE_START = time.perf_counter()
 st.set_page_config(page_title="Augmentation Studio - ECG Lab", page_icon=":material/tune:", layout="wide")
 
-from ecgcore import ui_studio as studio  # noqa: E402
-from ecgcore.backgrounds import list_background_photos  # noqa: E402
+from ecgcore.app import studio  # noqa: E402
+from ecgcore.app.plots import pdf_figure, timings_figure  # noqa: E402
 from ecgcore.constants import SEED_MAX  # noqa: E402
+from ecgcore.errors import DataSourceError  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.params import (  # noqa: E402
+from ecgcore.synth.backgrounds import list_background_photos  # noqa: E402
+from ecgcore.synth.params import (  # noqa: E402
     PARAMS,
     SCHEMA,
     SHIPPED_PRESETS_DIR,
@@ -23,7 +25,6 @@ from ecgcore.params import (  # noqa: E402
     Preset,
     PresetError,
 )
-from ecgcore.ui_plots import pdf_figure, timings_figure  # noqa: E402
 from ecgcore.workspace import BACKGROUNDS, PRESETS, WorkspaceError, safe_join, subdir, unique_path  # noqa: E402
 from pages import PAGE_JOBS, plain, ptbxl_or_none, ptbxl_record, save_asking_first, synthetic  # noqa: E402
 
@@ -107,7 +108,7 @@ if studio.uses_folder_background(preset):
     backgrounds_dir = subdir(BACKGROUNDS)
     try:
         background_files = list_background_photos(backgrounds_dir)
-    except ValueError as exc:
+    except DataSourceError as exc:
         # Without photos the preview leaves 'folder' out rather than failing; the saved preset keeps it.
         background_note = f"{exc} Put photos of tables or walls in {backgrounds_dir} to preview 'folder'."
         options = [o for o in state.get(studio.key("background", "options"), []) if o != "folder"] or ["wood"]

@@ -12,20 +12,21 @@ import streamlit as st
 
 st.set_page_config(page_title="Jobs - ECG Lab", page_icon=":material/settings:", layout="wide")
 
+from ecgcore.app.plots import metrics_figure  # noqa: E402
+from ecgcore.classify.classimage import CLASS_SET_FILE  # noqa: E402
 from ecgcore.constants import GRID_COLORS, MINOR_GRIDS, SEED_MAX  # noqa: E402
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.render import PRINT_STYLES, PaperOptions  # noqa: E402
 from ecgcore.signals import default_ptbxl_dir  # noqa: E402
-from ecgcore.ui_home import WEIGHTS_DIR  # noqa: E402
-from ecgcore.ui_plots import metrics_figure  # noqa: E402
-from ecgcore.workspace import (  # noqa: E402
+from ecgcore.synth.render import PRINT_STYLES, PaperOptions  # noqa: E402
+from ecgcore.workspace import (  # noqa: E402  # noqa: E402
     BACKGROUNDS,
     CLASS_SETS,
     CROPS,
     DATASETS,
     EVALUATIONS,
     PRESETS,
+    PRESETS_DIR,
     REPO_ROOT,
     RUNS,
     WorkspaceError,
@@ -65,7 +66,7 @@ def preset_choices() -> dict[str, str]:
     choices = {"default (the prototype's distributions)": ""}
     for path in sorted(subdir(PRESETS, root).glob("*.json")):
         choices[f"workspace: {path.stem}"] = str(path)
-    for path in sorted((WEIGHTS_DIR / "presets").glob("*.json")):
+    for path in sorted(PRESETS_DIR.glob("*.json")):
         choices[f"shipped: {path.stem}"] = str(path)
     return choices
 
@@ -82,7 +83,7 @@ def extra_args(text: str) -> list[str]:
     try:
         return shlex.split(text or "")
     except ValueError as exc:
-        raise WorkspaceError(f"the extra arguments cannot be parsed ({exc}).") from None
+        raise WorkspaceError(f"the extra arguments cannot be parsed ({exc}).") from exc
 
 
 # --- forms: one per pipeline; each returns the argument list --------------------------------------------------
@@ -245,8 +246,8 @@ FORMS = {
     "evaluate": form_evaluate,
     "score_dataset": form_score,
 }
-CROPS_MARKER = "crops.json"  # ecgcore.crops.CROPS_INDEX
-CLASS_SET_MARKER = "classification_set.json"  # pipelines.build_classification_set.INFO_FILE
+CROPS_MARKER = "crops.json"  # ecgcore.train.crops.CROPS_INDEX
+CLASS_SET_MARKER = CLASS_SET_FILE
 
 
 @st.cache_data(ttl=600, show_spinner="Asking the command for its options...")

@@ -13,7 +13,8 @@ import streamlit as st
 
 st.set_page_config(page_title="Curation - ECG Lab", page_icon=":material/cleaning_services:", layout="wide")
 
-from ecgcore import ui_curation as cur  # noqa: E402
+from ecgcore.app import curation as cur  # noqa: E402
+from ecgcore.app.plots import class_counts_figure, class_map_colors, ecg_paper_figure  # noqa: E402
 from ecgcore.dataset import (  # noqa: E402
     MAX_CURATOR_CHARS,
     DatasetError,
@@ -24,8 +25,8 @@ from ecgcore.dataset import (  # noqa: E402
     undo_last,
 )
 from ecgcore.jobs import JobError, JobRunner  # noqa: E402
-from ecgcore.photo import overlay  # noqa: E402
-from ecgcore.ui_plots import class_counts_figure, class_map_colors, ecg_paper_figure  # noqa: E402
+from ecgcore.synth.photo import overlay  # noqa: E402
+from ecgcore.train import scores  # noqa: E402
 from ecgcore.workspace import list_datasets, workspace_root  # noqa: E402
 from pages import PAGE_JOBS, plain  # noqa: E402
 
@@ -101,7 +102,7 @@ def thumbnail(path: str, width: int = 360) -> np.ndarray:
 
 
 try:
-    rows = cached_rows(str(folder), _mtime(cur.scores_path(folder)), sum(1 for _ in folder.glob("[0-9]*.json")))
+    rows = cached_rows(str(folder), _mtime(scores.scores_path(folder)), sum(1 for _ in folder.glob("[0-9]*.json")))
 except DatasetError as exc:
     st.error(str(exc))
     st.stop()
@@ -146,12 +147,12 @@ with c_score:
 with c_rule:
     with st.expander("Suspect rule (thresholds)"):
         r1, r2, r3, r4 = st.columns(4)
-        rule = cur.SuspectRule(
-            min_seg_iou=r1.number_input("IoU below", 0.0, 1.0, cur.SuspectRule.min_seg_iou, 0.05, key="cur_t_iou"),
-            min_snr_db=r2.number_input("SNR below (dB)", -20.0, 40.0, cur.SuspectRule.min_snr_db, 1.0, key="cur_t_snr"),
-            min_p_true=r3.number_input("p(own label) below", 0.0, 1.0, cur.SuspectRule.min_p_true, 0.05,
+        rule = scores.SuspectRule(
+            min_seg_iou=r1.number_input("IoU below", 0.0, 1.0, scores.SuspectRule.min_seg_iou, 0.05, key="cur_t_iou"),
+            min_snr_db=r2.number_input("SNR below (dB)", -20.0, 40.0, scores.SuspectRule.min_snr_db, 1.0, key="cur_t_snr"),
+            min_p_true=r3.number_input("p(own label) below", 0.0, 1.0, scores.SuspectRule.min_p_true, 0.05,
                                        key="cur_t_p"),
-            min_ink_contrast=r4.number_input("ink contrast below", 0.0, 1.0, cur.SuspectRule.min_ink_contrast, 0.02,
+            min_ink_contrast=r4.number_input("ink contrast below", 0.0, 1.0, scores.SuspectRule.min_ink_contrast, 0.02,
                                              key="cur_t_ink"),
         )
 
@@ -205,7 +206,7 @@ def undo() -> None:
     """Step back through this curator's own decisions; say exactly what changed and what another curator kept."""
     try:
         message, warn = cur.undo_message(undo_last(folder, by=curator))
-    except (DatasetError, OSError, ValueError) as exc:
+    except (DatasetError, OSError) as exc:
         message, warn = f"Nothing was undone: {exc}", True
     state["cur_msg"] = (message, ":material/warning:" if warn else ":material/undo:")
     if warn:  # a toast fades; a skipped undo must stay visible until the next action
@@ -319,7 +320,7 @@ def detail_view(ids: list[str], table: pd.DataFrame) -> None:
 
     sample = Sample(folder, json.loads((folder / f"{cursor}.json").read_text()))
     photo, truth = sample.image(), sample.mask()
-    pred_path = cur.pred_mask_path(folder, cursor)
+    pred_path = scores.pred_mask_path(folder, cursor)
     pred = cv2.imread(str(pred_path), cv2.IMREAD_UNCHANGED) if pred_path.is_file() else None
 
     d1, d2, d4 = st.columns([2, 1, 1])
@@ -334,19 +335,16 @@ def detail_view(ids: list[str], table: pd.DataFrame) -> None:
         else:
             st.info("No predicted mask: score the dataset with the segmentation model installed.")
     with d4:
-        try:
-            from ecgcore.classimage import classification_image, lead_crops
+        from ecgcore.classify.classimage import classification_image, lead_crops
 
-            st.image(classification_image(lead_crops(pred if pred is not None else truth, sample.leads)),
-                     caption="Classification input (prototype-style, from the "
-                             + ("predicted" if pred is not None else "truth") + " mask)")
-        except ImportError:
-            st.info("The classification-image builder (ecgcore.classimage) is not installed.")
+        st.image(classification_image(lead_crops(pred if pred is not None else truth, sample.leads)),
+                 caption="Classification input (prototype-style, from the "
+                         + ("predicted" if pred is not None else "truth") + " mask)")
 
-    dig = cur.load_digitized(folder, cursor)
+    dig = scores.load_digitized(folder, cursor)
     if dig is not None:
         try:
-            from ecgcore.evaluate import sample_source_record
+            from ecgcore.train.evaluate import sample_source_record
 
             record = sample_source_record(sample)
             reference, reference_fs = record.signal, record.fs

@@ -10,13 +10,9 @@ import streamlit as st
 
 st.set_page_config(page_title="Classify - ECG Lab", page_icon=":material/stethoscope:", layout="wide")
 
-from ecgcore.digitize import wfdb_record_name  # noqa: E402
-from ecgcore.errors import DigitizationError, ModelError  # noqa: E402
-from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
-from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
-from ecgcore.ui_home import flatten_numbers  # noqa: E402
-from ecgcore.ui_plots import LABEL_TITLES, ecg_paper_figure, lead_windows, probabilities_figure  # noqa: E402
-from ecgcore.ui_report import (  # noqa: E402
+from ecgcore.app.home import flatten_numbers  # noqa: E402
+from ecgcore.app.plots import LABEL_TITLES, ecg_paper_figure, lead_windows, probabilities_figure  # noqa: E402
+from ecgcore.app.report import (  # noqa: E402
     BOX_COLUMNS,
     annotate_photo,
     boxes_to_rows,
@@ -26,15 +22,15 @@ from ecgcore.ui_report import (  # noqa: E402
     verdict_lines,
     wfdb_zip,
 )
+from ecgcore.errors import DigitizationError, ModelError, UserError  # noqa: E402
+from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
+from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
+from ecgcore.logs import internal_error  # noqa: E402
+from ecgcore.read.analyze import DISCLAIMER  # noqa: E402
+from ecgcore.read.digitize import wfdb_record_name  # noqa: E402
+from ecgcore.read.isolate import WorkerError, analyze_with_weights, reread_with_weights  # noqa: E402
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
 from pages import active_weights, analysis_worker, load_active_models, plain, save_asking_first, shared_images_dir  # noqa: E402
-
-try:
-    from ecgcore.analyze import DISCLAIMER
-except ImportError:  # the page must show the disclaimer even when the analysis module is absent
-    DISCLAIMER = ("Research demonstration only: this is not medical advice and not a medical device. In an "
-                  "emergency, call your local emergency number. The network always outputs some probability for "
-                  "every class, even for images unlike those it was trained on.")
 
 state = st.session_state
 st.title("Classify an ECG photo")
@@ -48,8 +44,8 @@ with st.sidebar:
 @st.cache_data(max_entries=4, show_spinner=False)
 def synthetic_example(seed: int) -> bytes:
     """A PTB-V photo made now from the built-in synthetic signal (JPEG bytes), so the page works with no data."""
-    from ecgcore.photo import synthesize_photo
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     return synthesize_photo(synthetic_record(seed), seed=seed).jpeg
 
@@ -114,10 +110,6 @@ STEP_TEXT = {"segment": "Segmenting grid and trace", "digitize": "Digitising the
 def run_analysis(rgb: np.ndarray, layout: str):
     """analyze_photo, in the server's analysis worker process, with a progress bar; returns (analysis, None) or
     (None, (kind, sentence))."""
-    try:
-        from ecgcore.isolate import WorkerError, analyze_with_weights
-    except ImportError as exc:
-        return None, ("missing", f"the analysis module is not installed in this checkout ({exc}).")
     bar = st.progress(0.0, text="Loading the models...")
 
     def on_step(step: str, fraction: float) -> None:
@@ -132,12 +124,10 @@ def run_analysis(rgb: np.ndarray, layout: str):
         return None, ("limit", str(exc))
     except ModelError as exc:
         return None, ("missing", str(exc))
-    except ImportError as exc:
-        return None, ("missing", f"a model module is not installed in this checkout ({exc}).")
     except DigitizationError as exc:
         return None, ("no-ecg", str(exc))
-    except Exception as exc:  # whatever else breaks, a person gets a sentence, never a traceback
-        return None, ("error", f"the analysis failed unexpectedly ({type(exc).__name__}: {exc}).")
+    except Exception as exc:  # a bug, not the photo: logged with its traceback, and said so
+        return None, ("error", internal_error(exc, "the analysis"))
     finally:
         bar.empty()
     return analysis, None
@@ -145,7 +135,7 @@ def run_analysis(rgb: np.ndarray, layout: str):
 
 def explain_analysis(analysis):
     """The same analysis with the attributions (signal model per lead and time; image model on the photo)."""
-    from ecgcore.analyze import KnownClassMap, analyze_photo
+    from ecgcore.read.analyze import KnownClassMap, analyze_photo
 
     _, classifiers = load_active_models(workspace_root())
     with st.spinner("Computing where the models looked..."):
@@ -274,8 +264,6 @@ with p2:
                                 column_order=BOX_COLUMNS, hide_index=True)
         if st.button("Re-digitise with these boxes", key="cls_redigitize"):
             try:
-                from ecgcore.isolate import WorkerError, reread_with_weights
-
                 boxes = rows_to_boxes(edited)
                 # The same path as the automatic reading (known class map, the drawn boxes), in the worker too (boxes
                 # are typed by hand): the re-read gets its own Reading and the same honest presentation.
@@ -284,8 +272,11 @@ with p2:
                     reread_with_weights, rgb, analysis.class_map, analysis.curve_margin, analysis.digitized.layout,
                     boxes, int(dig.fs), weights, stamps)
                 st.rerun()
-            except (ValueError, ImportError, WorkerError) as exc:  # DigitizationError, ModelError are ValueErrors
+            except (UserError, WorkerError) as exc:  # a box that cannot be read, weights gone, a limit reached
                 sentence = str(exc)
+                st.error(f"{sentence[:1].upper()}{sentence[1:]}")
+            except Exception as exc:  # a bug, not the boxes
+                sentence = internal_error(exc, "the re-reading")
                 st.error(f"{sentence[:1].upper()}{sentence[1:]}")
         if override is not None and st.button("Back to the automatic boxes", key="cls_reset_boxes"):
             state.pop("cls_override", None)

@@ -120,14 +120,14 @@ def _stamp(path: str | None) -> float | None:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the classifiers...")
 def _load_classifiers(signal: str | None, image: str | None, stamps: tuple):
-    from ecgcore.classify import load_classifiers
+    from ecgcore.classify.classifiers import load_classifiers
 
     return load_classifiers(signal, image)
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the segmentation model...")
 def _load_segmenter(segmentation: str | None, stamp: float | None):
-    from ecgcore.segmentation import load_segmenter
+    from ecgcore.read.segmentation import load_segmenter
 
     return load_segmenter(segmentation)
 
@@ -142,11 +142,10 @@ def _load_models(segmentation: str | None, signal: str | None, image: str | None
 
 def active_weights(workspace: Path) -> tuple[tuple[str, str, str | None], tuple]:
     """The weight files chosen on the Home page (the shipped ones by default) as (segmentation, signal, image), and
-    their modification times (which change when a file is replaced). Raises ImportError when a model module is
-    absent from this checkout."""
-    from ecgcore.classify import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS
-    from ecgcore.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
-    from ecgcore.ui_home import read_active
+    their modification times (which change when a file is replaced)."""
+    from ecgcore.app.home import read_active
+    from ecgcore.classify.classifiers import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS
+    from ecgcore.read.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
 
     active = read_active(workspace)
     paths = (active["segmentation"] or str(DEFAULT_SEGMENTATION_WEIGHTS), active["signal"] or str(DEFAULT_SIGNAL_WEIGHTS),
@@ -158,7 +157,7 @@ def active_weights(workspace: Path) -> tuple[tuple[str, str, str | None], tuple]
 def load_active_models(workspace: Path):
     """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers).
 
-    Raises ModelError (weights missing or corrupt) or ImportError (a model module absent from this checkout).
+    Raises ModelError (weights missing or corrupt).
     """
     paths, stamps = active_weights(workspace)
     return _load_models(*paths, stamps)
@@ -166,16 +165,12 @@ def load_active_models(workspace: Path):
 
 @st.cache_resource(show_spinner=False)
 def analysis_worker():
-    """The server's one analysis worker process (ecgcore.isolate.Worker): whatever an image makes the reader do
+    """The server's one analysis worker process (ecgcore.read.isolate.Worker): whatever an image makes the reader do
     (memory, time, a crash), the server and every other session survive it. It loads the Home page's models when
     it starts and keeps them; a worker that fails is replaced on the next call."""
     import functools
 
-    from ecgcore.isolate import Worker, load_models
+    from ecgcore.read.isolate import Worker, load_models
     from ecgcore.workspace import workspace_root
 
-    try:
-        warmup = functools.partial(load_models, *active_weights(workspace_root()))
-    except ImportError:
-        warmup = None
-    return Worker(warmup=warmup)
+    return Worker(warmup=functools.partial(load_models, *active_weights(workspace_root())))

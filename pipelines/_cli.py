@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from ecgcore.errors import USER_ERRORS, cli_sentence
+from ecgcore.logs import internal_error
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -25,6 +26,8 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except KeyboardInterrupt:
         print("interrupted.", file=sys.stderr)
         raise SystemExit(130) from None
+    except Exception as exc:  # a bug, not the user's input: its traceback goes to the workspace log
+        fail(internal_error(exc, "this command"), code=1)
     raise SystemExit(code or 0)
 
 

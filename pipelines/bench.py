@@ -26,10 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecgcore.params import Preset, resolve_preset
-from ecgcore.photo import DEFAULT_PHOTO_SIZE, FIT_MARGIN, synthesize_photo
-from ecgcore.render import PaperOptions, render
 from ecgcore.signals import synthetic_record
+from ecgcore.synth.params import Preset, resolve_preset
+from ecgcore.synth.photo import DEFAULT_PHOTO_SIZE, FIT_MARGIN, synthesize_photo
+from ecgcore.synth.render import PaperOptions, render
 
 from ._cli import print_figures, run
 
@@ -118,8 +118,8 @@ def bench_page_placement(segmenter, repeats: int) -> float:
     import numpy as np
 
     from ecgcore.constants import BACKGROUND, CURVE
-    from ecgcore.digitize import digitize
     from ecgcore.layouts import pulse_width_mm
+    from ecgcore.read.digitize import digitize
 
     photo = synthesize_photo(synthetic_record(3), 12, layout="3x4+II", size=DEFAULT_PHOTO_SIZE)
     class_map, margin = segmenter.predict_with_margin(photo.image) if segmenter is not None else (photo.mask, None)
@@ -149,7 +149,7 @@ def bench_models(repeats: int, notes: dict[str, str]) -> dict[str, float | None]
     }
     photo = synthesize_photo(synthetic_record(2), 11, size=DEFAULT_PHOTO_SIZE)
     try:
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.read.segmentation import load_segmenter
 
         segmenter = load_segmenter()
         figures["segmentation_s_per_photo"] = median_time(lambda: segmenter.predict(photo.image), repeats)
@@ -161,7 +161,7 @@ def bench_models(repeats: int, notes: dict[str, str]) -> dict[str, float | None]
         notes["segmentation_s_per_photo"] = f"{type(exc).__name__}: {exc}"
         segmenter = None
     try:
-        from ecgcore.digitize import digitize
+        from ecgcore.read.digitize import digitize
 
         # As the app reads a photo: the class map and the curve margin (read on a finer raster, sub-pixel edges).
         class_map, margin = segmenter.predict_with_margin(photo.image) if segmenter is not None else (photo.mask, None)
@@ -176,7 +176,7 @@ def bench_models(repeats: int, notes: dict[str, str]) -> dict[str, float | None]
     except Exception as exc:
         notes["digitize_s_placed_from_page"] = f"{type(exc).__name__}: {exc}"
     try:
-        from ecgcore.analyze import analyze_photo
+        from ecgcore.read.analyze import analyze_photo
 
         figures["classify_end_to_end_s"] = median_time(lambda: analyze_photo(photo.image), max(1, repeats // 2))
     except Exception as exc:

@@ -4,7 +4,7 @@
         [--weights SEG.safetensors] [--limit N]
 
 Each sample's class map (its ground-truth mask, or the segmenter's prediction on its photo) is cut into the 12 lead
-cells by the sample's lead quads and merged as SEED_NOTES section 5 describes (ecgcore.classimage). Curated-out
+cells by the sample's lead quads and merged as SEED_NOTES section 5 describes (ecgcore.classify.classimage). Curated-out
 samples are skipped. CLS_DIR gets ``NAME_ID.png`` per sample (lossless; the 12 lead slots are regions of it),
 ``index.jsonl`` (file, dataset, id, label, ecg_id, strat_fold, layout) and ``classification_set.json``.
 Rerunning the command resumes.
@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ecgcore.classimage import build_slots, merge_slots
+from ecgcore.classify.classimage import CLASS_SET_FILE, build_slots, merge_slots
 from ecgcore.dataset import DatasetError, iter_samples, open_dataset
 from ecgcore.imageio import atomic_write_bytes, encode_png
 from ecgcore.progress import Reporter
@@ -25,7 +25,7 @@ from ecgcore.progress import Reporter
 from ._cli import fail, run
 
 INDEX_FILE = "index.jsonl"
-INFO_FILE = "classification_set.json"
+INFO_FILE = CLASS_SET_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetError(f"{args.out} was built with --source {previous.get('source')}; use a new --out")
     segmenter = None
     if args.source == "segmenter":
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.read.segmentation import load_segmenter
 
         segmenter = load_segmenter(args.weights)
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ecgcore.crops import build_crops
 from ecgcore.dataset import iter_samples, open_dataset
 from ecgcore.progress import Reporter
+from ecgcore.train.crops import build_crops
 
 from ._cli import fail, run
 

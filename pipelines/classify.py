@@ -2,13 +2,13 @@
 
     python -m pipelines.classify IMAGE... [--json] [--layout auto|seed-3x4|3x4+II|6x2|12x1|3x4|3x4+3]
 
-Each image is segmented, digitised and classified (ecgcore.analyze). With --json, one JSON object per image on
+Each image is segmented, digitised and classified (ecgcore.read.analyze). With --json, one JSON object per image on
 stdout: {"image", "probabilities": {normal, non_mi_abnormality, mi}, "prediction", "models", "digitization",
 "reading": {"reliable", "einthoven_db", "goldberger_db", "repeats_r", "reasons"}}, or {"image", "error": "one
 sentence"}; the exit code is non-zero when any image failed. A reading that is not reliable (it breaks the limb-lead
 physics or another check; "reasons" say why) is no result: its probabilities are research output only, and the
 plain-text line says so first. Each image's analysis may grow the process by at most
-ecgcore.isolate.MEMORY_ALLOWANCE_BYTES (past it: an error line, and the next image goes on).
+ecgcore.read.isolate.MEMORY_ALLOWANCE_BYTES (past it: an error line, and the next image goes on).
 Research use only: not medical advice.
 """
 
@@ -19,7 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from ecgcore.analyze import (
+from ecgcore.errors import USER_ERRORS, cli_sentence
+from ecgcore.imageio import read_image
+from ecgcore.layouts import LAYOUT_NAMES
+from ecgcore.progress import Reporter
+from ecgcore.read.analyze import (
     DISCLAIMER,
     LABEL_NAMES_FOR_PEOPLE,
     analyze_photo,
@@ -27,11 +31,7 @@ from ecgcore.analyze import (
     default_segmenter,
     release_memory,
 )
-from ecgcore.errors import USER_ERRORS, cli_sentence
-from ecgcore.imageio import read_image
-from ecgcore.isolate import is_out_of_memory, memory_allowance, memory_sentence
-from ecgcore.layouts import LAYOUT_NAMES
-from ecgcore.progress import Reporter
+from ecgcore.read.isolate import is_out_of_memory, memory_allowance, memory_sentence
 
 from ._cli import run
 

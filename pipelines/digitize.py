@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     if args.mask and len(args.mask) != len(args.images):
         fail(f"give one --mask per IMAGE ({len(args.images)} images but {len(args.mask)} masks)")
-    from ecgcore.digitize import wfdb_record_name
+    from ecgcore.read.digitize import wfdb_record_name
 
     names = [wfdb_record_name(p.stem) for p in args.images]
     if len(set(names)) != len(names):
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     segmenter = None
     if not args.mask:
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.read.segmentation import load_segmenter
 
         segmenter = load_segmenter(args.weights)  # ModelError ("segmentation weights not found ...") -> exit 2
 
@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def digitize_one(path: Path, mask_path: Path | None, segmenter: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Digitise one image and write its record, JSON and optional overlay. Raises a user error with a sentence."""
-    from ecgcore.digitize import digitize, overlay_traces, wfdb_record_name, write_wfdb
     from ecgcore.imageio import atomic_write_bytes, encode_png, read_image
-    from ecgcore.segmentation import segment_with_margin
+    from ecgcore.read.digitize import digitize, overlay_traces, wfdb_record_name, write_wfdb
+    from ecgcore.read.segmentation import segment_with_margin
 
     loaded = read_image(path)
     rgb = loaded.rgb
@@ -161,7 +161,7 @@ def read_class_map(path: Path) -> np.ndarray:
     try:
         mask = decode_png_mask(path)
     except Exception as exc:  # decoder errors of many kinds: the file is not a readable PNG
-        raise ImageError(f"{Path(path).name} is not a readable class-map PNG ({exc}).") from None
+        raise ImageError(f"{Path(path).name} is not a readable class-map PNG ({exc}).") from exc
     if mask.ndim != 2 or mask.max(initial=0) >= N_CLASSES:
         raise ImageError(f"{Path(path).name} is not a class map (expected one channel of values 0..{N_CLASSES - 1}).")
     return mask

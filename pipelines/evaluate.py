@@ -9,8 +9,8 @@
 segmentation: per-class IoU and Dice of the U-Net against the ground-truth masks.
 digitization: per-lead SNR (dB), Pearson r and RMSE (uV) of the digitised record against its source record, over
   the plotted window of each lead, each signal's median removed, the best time shift within +-0.05 s per lead
-  (ecgcore.evaluate documents the exact definition). Next to them, the limb-lead physics that needs no source
-  record (ecgcore.physics: Einthoven I+III=II and Goldberger aVR+aVL+aVF=0 in dB, medians per set) and the share
+  (ecgcore.train.evaluate documents the exact definition). Next to them, the limb-lead physics that needs no source
+  record (ecgcore.read.physics: Einthoven I+III=II and Goldberger aVR+aVL+aVF=0 in dB, medians per set) and the share
   of readings marked reliable. --masks truth digitises the ground-truth masks (an upper bound on what the
   pipeline can reach, not its score); --masks predicted segments the photos first.
 classification: MI-vs-rest AUROC and 3-class macro F1 of the signal classifier on the digitised samples, and the
@@ -109,7 +109,7 @@ def _samples(args: argparse.Namespace) -> list:
 
 
 def _segmenter(args: argparse.Namespace):
-    from ecgcore.segmentation import load_segmenter
+    from ecgcore.read.segmentation import load_segmenter
 
     segmenter = load_segmenter(args.weights)  # ModelError with a sentence when missing
     if args.phases:
@@ -121,7 +121,7 @@ def _segmenter(args: argparse.Namespace):
 
 
 def evaluate_segmentation_cmd(args: argparse.Namespace) -> dict[str, Any]:
-    from ecgcore.segmentation import evaluate_segmentation
+    from ecgcore.read.segmentation import evaluate_segmentation
 
     segmenter = _segmenter(args)
     reporter = Reporter(total=len(_samples(args)), desc="segmentation", unit="sample")
@@ -137,11 +137,10 @@ def evaluate_segmentation_cmd(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     """Per-sample and pooled SNR / r / RMSE; failures are counted (and scored as missing, not as 0 dB)."""
-    from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
-    from ecgcore.evaluate import compare_signals, sample_source_record
-    from ecgcore.physics import reading_of
-    from ecgcore.segmentation import segment_with_margin
+    from ecgcore.read.physics import reading_of
+    from ecgcore.read.segmentation import segment_with_margin
+    from ecgcore.train.evaluate import digitize_sample, sample_source_record
 
     samples = _samples(args)
     segmenter = _segmenter(args) if args.masks == "predicted" else None
@@ -150,24 +149,15 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     lead_snr: list[np.ndarray] = []
     for sample in samples:
         record = sample_source_record(sample, args.ptbxl)
-        fs = args.fs or record.fs
         class_map, margin = (sample.mask(), None) if segmenter is None else segment_with_margin(segmenter, sample.image())
-        paper = sample.meta.get("paper", {})
         row: dict[str, Any] = {"id": sample.id, "layout": sample.meta.get("layout"), "label": sample.label}
         try:
-            dig = digitize(class_map, layout=args.layout, fs=fs, paper_speed=float(paper.get("paper_speed", 25.0)),
-                           gain=float(paper.get("gain", 10.0)), curve_margin=margin)
+            dig, scores = digitize_sample(sample, class_map, margin, layout=args.layout, fs=args.fs, source=record)
         except DigitizationError as exc:
             row.update(error=str(exc), snr_db=None)
             rows.append(row)
             reporter.advance(1, message=f"{sample.id}: failed")
             continue
-        true = record.signal
-        if record.fs != fs:
-            from ecgcore.evaluate import _resample_record
-
-            true = _resample_record(record.signal, record.fs, fs)
-        scores = compare_signals(true, dig.signal, fs)
         summary = scores.summary()
         reading = reading_of(dig)  # the Classify page's and the CLI's verdict on the same reading
         row.update(detected_layout=dig.layout, layout_correct=dig.layout == sample.meta.get("layout"),
@@ -223,7 +213,7 @@ def _digitization_summary(rows: list[dict[str, Any]], lead_snr: list[np.ndarray]
         "definition": "per-lead SNR = 10 log10(sum true^2 / sum (true - est)^2) over the plotted window, each "
                       "signal's median removed, best time shift within +-0.05 s per lead",
         "physics_definition": "per law, 10 log10(mean energy of its leads / energy of the residual) over the samples "
-                              "where all its leads are read, each lead's median removed (ecgcore.physics); medians "
+                              "where all its leads are read, each lead's median removed (ecgcore.read.physics); medians "
                               "over the readings where the law could be measured; reliable as in classify --json",
         "n_samples": len(rows),
         "n_failed": len(rows) - len(ok),
@@ -253,16 +243,13 @@ def physics_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        from ecgcore.classify import load_classifiers
-        from ecgcore.train_classifier import classification_metrics
-    except ImportError as exc:
-        fail(f"the classification module is not available ({exc})")
+    from ecgcore.classify.classifiers import load_classifiers
     from ecgcore.constants import LABEL_INDEX, LABELS
-    from ecgcore.digitize import digitize
     from ecgcore.errors import DigitizationError
-    from ecgcore.physics import reading_of
-    from ecgcore.segmentation import segment_with_margin
+    from ecgcore.read.digitize import digitize
+    from ecgcore.read.physics import reading_of
+    from ecgcore.read.segmentation import segment_with_margin
+    from ecgcore.train.metrics import classification_metrics
 
     samples = [s for s in _samples(args) if s.label in LABEL_INDEX]
     if not samples:

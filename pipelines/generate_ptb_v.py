@@ -16,16 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from ecgcore.backgrounds import list_background_photos
 from ecgcore.constants import GENERATOR_VERSION, GRID_COLORS, MINOR_GRIDS
-from ecgcore.dataset import DatasetError, is_done, new_dataset_info, open_dataset, sample_id, write_dataset_json
-from ecgcore.generate import IDENTITY_KEYS, make_sample
+from ecgcore.dataset import (
+    DATASET_FILE,
+    DatasetError,
+    is_done,
+    new_dataset_info,
+    open_dataset,
+    sample_id,
+    write_dataset_json,
+)
 from ecgcore.layouts import LAYOUT_NAMES
-from ecgcore.params import Preset, resolve_preset, shipped_preset_names
-from ecgcore.photo import DEFAULT_PHOTO_SIZE
 from ecgcore.progress import Reporter
-from ecgcore.render import PRINT_STYLES, PaperOptions
 from ecgcore.signals import PtbXl, default_ptbxl_dir
+from ecgcore.synth.backgrounds import list_background_photos
+from ecgcore.synth.generate import IDENTITY_KEYS, make_sample
+from ecgcore.synth.params import Preset, resolve_preset, shipped_preset_names
+from ecgcore.synth.photo import DEFAULT_PHOTO_SIZE
+from ecgcore.synth.render import PRINT_STYLES, PaperOptions
 
 from ._cli import fail, run
 
@@ -175,7 +183,7 @@ def prepare_folder(out: Path, config: dict[str, Any], n: int) -> dict[str, Any]:
     # Temporary files of a killed run (atomic writes that never got renamed) are never samples: remove them.
     for stale in out.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
-    if (out / "dataset.json").exists():
+    if (out / DATASET_FILE).exists():
         info = open_dataset(out)
         differs = [k for k in IDENTITY_KEYS if not _same_setting(k, info.get(k), config.get(k))]
         if differs:

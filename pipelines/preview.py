@@ -19,9 +19,9 @@ import numpy as np
 
 from ecgcore.imageio import atomic_write_bytes, encode_jpeg, encode_png
 from ecgcore.layouts import LAYOUT_NAMES
-from ecgcore.params import resolve_preset
-from ecgcore.photo import overlay, synthesize_photo
 from ecgcore.signals import PtbXl, default_ptbxl_dir, synthetic_record
+from ecgcore.synth.params import resolve_preset
+from ecgcore.synth.photo import overlay, synthesize_photo
 
 from ._cli import run
 

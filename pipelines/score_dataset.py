@@ -11,12 +11,9 @@ needs none. Rerunning resumes: rows scored with the same models are kept (``--fo
 from __future__ import annotations
 
 import argparse
-import io
 import os
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ecgcore.constants import LABELS
 from ecgcore.dataset import Sample, iter_samples, open_dataset
@@ -24,7 +21,8 @@ from ecgcore.errors import DigitizationError, ModelError
 from ecgcore.imageio import atomic_write_bytes, encode_png
 from ecgcore.progress import Reporter
 from ecgcore.signals import DataSourceError
-from ecgcore.ui_curation import (
+from ecgcore.train.evaluate import digitize_sample
+from ecgcore.train.scores import (
     SCORE_COLUMNS,
     SuspectRule,
     ink_contrast,
@@ -32,6 +30,7 @@ from ecgcore.ui_curation import (
     read_scores,
     save_digitized,
     scores_path,
+    write_scores,
 )
 
 from ._cli import fail, run
@@ -52,32 +51,23 @@ class Models:
     """The models available for scoring; each missing one is None, with the sentence saying why."""
 
     def __init__(self, device: str, reporter: Reporter):
-        self.segmenter = self.digitize = self.compare = self.source_record = self.classifiers = None
+        from ecgcore.classify.classifiers import DEFAULT_SIGNAL_WEIGHTS, load_classifiers
+        from ecgcore.read.segmentation import DEFAULT_SEGMENTATION_WEIGHTS, load_segmenter
+
+        self.segmenter = self.classifiers = None
         self.signature_parts: list[str] = []
         try:
-            from ecgcore.segmentation import DEFAULT_SEGMENTATION_WEIGHTS, load_segmenter
-
             self.segmenter = load_segmenter(device=device)
             self.signature_parts.append(f"seg@{_weights_stamp(DEFAULT_SEGMENTATION_WEIGHTS)}")
-        except (ImportError, ModelError) as exc:
+        except ModelError as exc:
             reporter.log(f"segmentation IoU skipped: {exc}")
+        self.signature_parts.append("dig" if self.segmenter else "dig(truth mask)")
         try:
-            from ecgcore.digitize import digitize
-            from ecgcore.evaluate import compare_signals, sample_source_record
-
-            self.digitize, self.compare, self.source_record = digitize, compare_signals, sample_source_record
-            self.signature_parts.append("dig" if self.segmenter else "dig(truth mask)")
-        except ImportError as exc:
-            reporter.log(f"digitisation SNR skipped: the digitisation module is missing ({exc}).")
-        if self.digitize is not None:
-            try:
-                from ecgcore.classify import DEFAULT_SIGNAL_WEIGHTS, load_classifiers
-
-                self.classifiers = load_classifiers(device=device, with_image=False)
-                self.signature_parts.append(f"cls@{_weights_stamp(DEFAULT_SIGNAL_WEIGHTS)}")
-            except (ImportError, ModelError) as exc:
-                reporter.log(f"model confidence skipped: {exc}")
-        if not self.segmenter and self.digitize:
+            self.classifiers = load_classifiers(device=device, with_image=False)
+            self.signature_parts.append(f"cls@{_weights_stamp(DEFAULT_SIGNAL_WEIGHTS)}")
+        except ModelError as exc:
+            reporter.log(f"model confidence skipped: {exc}")
+        if not self.segmenter:
             reporter.log("no segmenter: the SNR is measured on the truth mask (it then scores the photo geometry "
                          "and the digitiser, not the segmentation).")
 
@@ -100,26 +90,20 @@ def score_sample(sample: Sample, models: Models) -> dict[str, Any]:
                            "scored_with": models.signature, "error": ""}
     class_map, margin = truth, None
     if models.segmenter is not None:
-        from ecgcore.segmentation import sample_iou, segment_with_margin
+        from ecgcore.read.segmentation import sample_iou, segment_with_margin
 
         class_map, margin = segment_with_margin(models.segmenter, rgb)
         row["seg_iou"] = round(sample_iou(class_map, truth)["iou_curve"], 4)
         atomic_write_bytes(_mkparent(pred_mask_path(sample.folder, sample.id)), encode_png(class_map))
-    if models.digitize is None:
-        return row
     row["snr_from"] = "predicted mask" if models.segmenter is not None else "truth mask"
-    paper = sample.meta.get("paper", {})
     try:
-        record = models.source_record(sample)
         # Layout detection included ("auto"), as for a real photo: a sample whose layout cannot be told is suspect.
-        dig = models.digitize(class_map, layout="auto", fs=record.fs,
-                              paper_speed=float(paper.get("paper_speed", 25.0)), gain=float(paper.get("gain", 10.0)),
-                              curve_margin=margin)
+        dig, scores = digitize_sample(sample, class_map, margin)
     except (DigitizationError, DataSourceError) as exc:
         row["error"] = f"not digitisable: {exc}"
         return row
     save_digitized(sample.folder, sample.id, dig.signal, dig.fs, dig.layout)
-    row["snr_db"] = round(models.compare(record.signal, dig.signal, dig.fs).summary()["snr_db"], 3)
+    row["snr_db"] = round(scores.summary()["snr_db"], 3)
     if models.classifiers is not None:
         try:
             probs = models.classifiers.predict_signal(dig)
@@ -136,21 +120,6 @@ def score_sample(sample: Sample, models: Models) -> dict[str, Any]:
 def _mkparent(path: Path) -> Path:
     path.parent.mkdir(exist_ok=True)
     return path
-
-
-def write_scores(folder: Path, rows: dict[str, dict[str, Any]]) -> None:
-    """scores.csv, atomically, in id order, with the default suspect flag for command-line readers."""
-    import pandas as pd
-
-    rule = SuspectRule()
-    table = pd.DataFrame([rows[k] for k in sorted(rows)])
-    for column in SCORE_COLUMNS:
-        if column not in table.columns:
-            table[column] = np.nan
-    table["suspect"] = [bool(rule.reasons(r)) for r in table.to_dict("records")]
-    buffer = io.StringIO()
-    table[[*SCORE_COLUMNS, "suspect"]].to_csv(buffer, index=False)
-    atomic_write_bytes(scores_path(folder), buffer.getvalue().encode())
 
 
 def main(argv: list[str] | None = None) -> int:

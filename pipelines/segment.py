@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     stems = [p.stem for p in args.images]
     if len(set(stems)) != len(stems):
         fail("two images have the same file name stem; their outputs would overwrite each other")
-    from ecgcore.photo import overlay
-    from ecgcore.segmentation import load_segmenter
+    from ecgcore.read.segmentation import load_segmenter
+    from ecgcore.synth.photo import overlay
 
     segmenter = load_segmenter(args.weights, device=args.device)  # ModelError -> one line, exit 2
     try:

@@ -4,7 +4,7 @@
                              [--size WxH] [--every K] [--warmup W] [--threads T] [--explain] [--trim]
 
 Each photo goes the way an upload goes: its file's bytes through ``ecgcore.imageio.read_image``, then
-``ecgcore.analyze.analyze_photo`` with the shipped models, all in this one process. The resident memory (VmRSS) is
+``ecgcore.read.analyze.analyze_photo`` with the shipped models, all in this one process. The resident memory (VmRSS) is
 sampled every K images. Printed (one JSON object with --json): n, seconds per image, rss_mb at start (before the
 models), after loading the models, after the warm-up and at the end, the peak, the growth per 100 images after the
 warm-up and the slope of a straight line fitted to the post-warm-up samples (MB per 100 images). A leak shows as a
@@ -78,8 +78,8 @@ def soak(photos: Sequence[Path], n: int, every: int = 10, warmup: int = 20, layo
          explain: bool = False, trim: bool = False,
          on_image: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Analyse ``n`` photos (cycling over ``photos``) in this process; the memory and time figures as a dict."""
-    from ecgcore.analyze import analyze_photo, default_classifiers, default_segmenter, release_memory
     from ecgcore.imageio import read_image
+    from ecgcore.read.analyze import analyze_photo, default_classifiers, default_segmenter, release_memory
 
     rss = {"start": rss_mb()}
     classifiers, segmenter = default_classifiers(), default_segmenter()  # ModelError: a sentence, exit 2

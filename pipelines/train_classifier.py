@@ -20,9 +20,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ecgcore.classify import WEIGHTS_DIR
 from ecgcore.signals import DataSourceError, default_ptbxl_dir
-from ecgcore.train_classifier import scaled_noise
+from ecgcore.train.checkpoints import CONFIG_FILE, EXPORT_DIR
+from ecgcore.train.signal_trainer import scaled_noise
+from ecgcore.workspace import WEIGHTS_DIR
 
 from ._cli import fail, run
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate_photos:
         card = evaluate_photos_into_card(args, stem, command)
     elif args.kind == "signal":
-        from ecgcore.train_classifier import SignalTrainConfig, train_signal
+        from ecgcore.train.signal_trainer import SignalTrainConfig, train_signal
 
         ptbxl = args.ptbxl or default_ptbxl_dir()
         if ptbxl is None:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_resume(args.out, asdict(cfg))
         card = train_signal(cfg, ptbxl, args.out, command=command, export_only=args.export_only)
     else:
-        from ecgcore.train_classifier import ImageTrainConfig, train_image
+        from ecgcore.train.image_trainer import ImageTrainConfig, train_image
 
         if args.data is None:
             fail("--kind image needs --data CLS_DIR (made by python -m pipelines.build_classification_set)")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(cfg, name, getattr(args, name))
         _check_resume(args.out, asdict(cfg))
         card = train_image(cfg, args.data, args.out, command=command)
-    export = args.out / "export"
+    export = args.out / EXPORT_DIR
     print(json.dumps(card["summary"], indent=1))
     if args.ship:
         WEIGHTS_DIR.mkdir(exist_ok=True)
@@ -120,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate_photos_into_card(args: argparse.Namespace, stem: str, command: str) -> dict:
     """Classify a PTB-V dataset's photos with the run's exported model; record the metrics in its card."""
-    from ecgcore.analyze import default_segmenter
-    from ecgcore.classify import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS, Classifiers, load_model
+    from ecgcore.classify.classifiers import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS, Classifiers, load_model
     from ecgcore.errors import ModelError
-    from ecgcore.train_classifier import evaluate_photos, plot_confusions
+    from ecgcore.read.analyze import default_segmenter
+    from ecgcore.train.metrics import evaluate_photos, plot_confusions
 
-    export = args.out / "export"
+    export = args.out / EXPORT_DIR
     weights = export / f"{stem}.safetensors"
     if not weights.is_file():
         raise ModelError(f"{weights} does not exist; train the run first (same command without --evaluate-photos).")
@@ -162,7 +163,7 @@ def evaluate_photos_into_card(args: argparse.Namespace, stem: str, command: str)
 
 def _check_resume(out: Path, config: dict) -> None:
     """A run folder resumes only with the settings it was started with."""
-    path = out / "config.json"
+    path = out / CONFIG_FILE
     if path.is_file():
         previous = json.loads(path.read_text())
         normalised = json.loads(json.dumps(config))

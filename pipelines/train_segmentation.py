@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return _export(args, command)
     if not args.data or not args.out:
         fail("--data and --out are required (or --export RUN_DIR --to FILE)")
-    from ecgcore.segmentation import DEFAULT_MODEL_CONFIG, model_stride
-    from ecgcore.train_segmentation import TrainConfig, train
+    from ecgcore.read.segmentation import DEFAULT_MODEL_CONFIG, model_stride
+    from ecgcore.train.segmenter import TrainConfig, train
 
     model = dict(DEFAULT_MODEL_CONFIG)
     if args.encoder:
@@ -131,7 +131,7 @@ def _loader_rate(cfg, seconds: float) -> int:
     """Draw training batches for ``seconds`` (after the first) and print the rate: sizes a time-boxed schedule."""
     import time
 
-    from ecgcore.train_segmentation import training_batches
+    from ecgcore.train.segmenter import training_batches
 
     batches = training_batches(cfg, {}, 0)
     next(batches)
@@ -146,8 +146,8 @@ def _loader_rate(cfg, seconds: float) -> int:
 
 
 def _export(args: argparse.Namespace, command: str) -> int:
-    from ecgcore.segmentation import load_segmenter
-    from ecgcore.train_segmentation import export_run
+    from ecgcore.read.segmentation import load_segmenter
+    from ecgcore.train.segmenter import export_run
 
     if not args.to:
         fail("--export needs --to FILE.safetensors")

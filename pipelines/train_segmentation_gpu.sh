@@ -36,7 +36,7 @@ if [ -n "${PTB_DIR:-}" ]; then PTB=$PTB_DIR; else
   PTB=$WORK/ptb; mkdir -p "$PTB" && tar xJf "$PTB_TAR" -C "$PTB" || { say "untar failed"; exit 4; }
 fi
 python3 -c "import torch, segmentation_models_pytorch as smp, albumentations as A, wfdb, cv2, numpy
-from ecgcore.train_segmentation import train
+from ecgcore.train.segmenter import train
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'smp', smp.__version__, 'A', A.__version__, 'cv2', cv2.__version__, 'np', numpy.__version__)"
 [ "${PIPESTATUS[0]}" = 0 ] || { say "imports failed"; exit 5; }
 D=$WORK/ds

@@ -12,8 +12,8 @@ from PIL import Image
 
 def ecg_like(width: int = 640, height: int = 480) -> np.ndarray:
     """A small synthesized ECG photo (RGB uint8) to wrap in various encodings."""
-    from ecgcore.photo import synthesize_photo
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     return synthesize_photo(synthetic_record(1), 1, size=(width, height)).image
 

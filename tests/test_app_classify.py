@@ -10,16 +10,17 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from ecgcore.ui_plots import LABEL_TITLES
-from ecgcore.ui_report import boxes_to_rows, rows_to_boxes, signal_csv
+from ecgcore.app.plots import LABEL_TITLES
+from ecgcore.app.report import boxes_to_rows, rows_to_boxes, signal_csv
+from ecgcore.errors import DigitizationError
 
 CLASSIFY = "pages/4_Classify.py"
 
 
 def _models_installed() -> bool:
     try:
-        from ecgcore.classify import load_classifiers
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.classify.classifiers import load_classifiers
+        from ecgcore.read.segmentation import load_segmenter
 
         load_classifiers()
         load_segmenter()
@@ -65,8 +66,8 @@ def test_a_sample_photo_gives_probabilities_or_the_model_missing_state(page):
 
 
 def test_an_uploaded_png_is_analysed_in_memory(page, tmp_path):
-    from ecgcore.photo import synthesize_photo
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     photo = synthesize_photo(synthetic_record(5), seed=5, size=(1200, 900))
     buffer = io.BytesIO()
@@ -88,7 +89,7 @@ def test_bad_uploads_get_one_sentence(page, payload, name):
 
 
 def test_lead_box_rows_round_trip_through_the_editor_format():
-    from ecgcore.render import LeadBox
+    from ecgcore.layouts import LeadBox
 
     top, side = np.array([200.0, -10.0]), np.array([10.0, 200.0]) / 2  # a rotated 200 x 100 px rectangle
     tl = np.array([100.0, 200.0])
@@ -97,7 +98,7 @@ def test_lead_box_rows_round_trip_through_the_editor_format():
     assert rows[0]["lead"] == "V1" and rows[0]["angle_deg"] > 0  # turned counter-clockwise on screen
     (box,) = rows_to_boxes(rows)
     assert np.allclose(box.quad, quad, atol=1.0) and (box.t0, box.t1) == (0.0, 2.5)
-    with pytest.raises(ValueError, match="lead must be one of"):
+    with pytest.raises(DigitizationError, match="lead must be one of"):
         rows_to_boxes([{**rows[0], "lead": "V9"}])
 
 
@@ -114,9 +115,9 @@ def working_models(monkeypatch, tmp_path):
     returns the true mask of the photo under test, and an untrained signal classifier in real .safetensors."""
     import torch
 
-    from ecgcore import classify
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.classify import classifiers as classify
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     photo = synthesize_photo(synthetic_record(11), seed=11)
 
@@ -146,7 +147,7 @@ def working_models(monkeypatch, tmp_path):
 
 
 class InProcess:
-    """The analysis worker's interface (ecgcore.isolate.Worker.call) run in this process, so that models made in a
+    """The analysis worker's interface (ecgcore.read.isolate.Worker.call) run in this process, so that models made in a
     test (closures that no other process can load) serve the page."""
 
     def call(self, fn, *args, on_progress=None, timeout_s=None, **kwargs):
@@ -158,8 +159,7 @@ class InProcess:
 def analyse_in_process(monkeypatch, load_models) -> None:
     """The page's analysis with ``load_models(segmentation, signal, image, stamps)``'s models, in this process."""
     import pages
-    from ecgcore import isolate
-
+    from ecgcore.read import isolate
     monkeypatch.setattr(pages, "analysis_worker", InProcess)
     monkeypatch.setattr(isolate, "_models", lambda weights, stamps: load_models(*weights, stamps))
 
@@ -188,7 +188,7 @@ def test_with_models_the_page_shows_the_verdict_leads_and_boxes(page, working_mo
 
 
 def test_the_active_models_chosen_on_home_are_the_ones_used(page, working_models, tmp_path):
-    from ecgcore.ui_home import write_active
+    from ecgcore.app.home import write_active
 
     chosen = tmp_path / "ws" / "runs" / "r" / "classifier_signal.safetensors"
     chosen.parent.mkdir(parents=True)
@@ -204,9 +204,9 @@ def test_the_active_models_chosen_on_home_are_the_ones_used(page, working_models
 def test_downloads_wfdb_zip_and_png_pdf_reports():
     import zipfile
 
-    from ecgcore.digitize import DigitizedEcg
+    from ecgcore.app.report import report, wfdb_zip
+    from ecgcore.read.digitized import DigitizedEcg
     from ecgcore.signals import synthetic_record
-    from ecgcore.ui_report import report, wfdb_zip
 
     signal = synthetic_record(3).signal.copy()
     signal[250:, :6] = np.nan  # limb leads shown for 2.5 s only
@@ -238,8 +238,7 @@ def test_a_photo_without_an_ecg_gets_no_diagnosis(page, monkeypatch, tmp_path):
     import torch
 
     import pages
-    from ecgcore import classify
-
+    from ecgcore.classify import classifiers as classify
     class NothingFound:
         def predict(self, rgb):
             return np.zeros(rgb.shape[:2], np.uint8)  # no grid, no trace
@@ -315,10 +314,10 @@ def test_an_unreliable_reading_says_so_first_and_its_probabilities_are_research_
 def test_leads_read_along_a_sliver_of_their_window_are_not_drawn_as_traces():
     """Issue: leads read for ~2% of their window were drawn as straight ramps and plateaus. The figure holds the
     window's samples with NaN where nothing was read (plotly breaks the line there), and the panel says so."""
+    from ecgcore.app.plots import ecg_paper_figure, lead_windows, read_fractions
     from ecgcore.constants import LEAD_INDEX
-    from ecgcore.render import LeadBox
+    from ecgcore.layouts import LeadBox
     from ecgcore.signals import synthetic_record
-    from ecgcore.ui_plots import ecg_paper_figure, lead_windows, read_fractions
 
     signal = synthetic_record(3).signal[:1000].astype(np.float64)
     quad = np.zeros((4, 2))
@@ -353,10 +352,10 @@ def test_leads_read_along_a_sliver_of_their_window_are_not_drawn_as_traces():
 def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
     from matplotlib import pyplot as plt
 
+    from ecgcore.app.report import report_figure
     from ecgcore.constants import LEAD_INDEX
-    from ecgcore.physics import Reading
+    from ecgcore.read.physics import Reading
     from ecgcore.signals import synthetic_record
-    from ecgcore.ui_report import report_figure
 
     signal = synthetic_record(3).signal[:250].astype(np.float64)
     signal[:, LEAD_INDEX["V3"]] = np.nan
@@ -396,9 +395,9 @@ def hog_memory(rgb, layout, weights, stamps=(), on_step=None):
 
 
 def test_a_runaway_analysis_costs_the_worker_not_the_server(page, monkeypatch):
-    from ecgcore import isolate
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.read import isolate
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     real = isolate.analyze_with_weights
     monkeypatch.setattr(isolate, "analyze_with_weights", hog_memory)  # sent to the page's worker process
@@ -423,8 +422,7 @@ def test_a_runaway_analysis_costs_the_worker_not_the_server(page, monkeypatch):
 def _typed(monkeypatch, **edit) -> None:
     """AppTest cannot type into the lead-box editor: the rows it hands over get ``edit`` in their second row, as a
     person would type it."""
-    from ecgcore import ui_report
-
+    from ecgcore.app import report as ui_report
     original = ui_report.rows_to_boxes
 
     def rows_to_boxes(rows):

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ecgcore.app.curation import samples_table, threshold_ids
 from ecgcore.dataset import discarded_ids, iter_samples, read_decisions, record_decisions
-from ecgcore.ui_curation import SuspectRule, ink_contrast, read_scores, samples_table, threshold_ids
+from ecgcore.train.scores import SuspectRule, ink_contrast, read_scores
 
 CURATION = "pages/3_Curation.py"
 
@@ -191,7 +192,7 @@ def test_undo_says_when_another_curator_restored_the_sample_since(workspace):
 
 def test_the_curator_name_survives_a_reload_and_undo_continues(workspace):
     """Issue item 7: the name is kept in the page address, so after a reload Undo still finds this curator's work."""
-    from ecgcore.ui_curation import default_curator
+    from ecgcore.app.curation import default_curator
 
     folder = workspace / "datasets" / "tiny"
     at = _open_url()  # a first visit: the name of the user running the app, written to the address
@@ -249,8 +250,8 @@ def test_an_empty_workspace_makes_a_demo_dataset_that_is_scored_when_made(tmp_pa
     made, and scoring starts by itself when it is done, so curating needs no trip to the Jobs page."""
     import time
 
+    from ecgcore.app.curation import DEMO_JOB_NAME, DEMO_SAMPLES
     from ecgcore.jobs import JobRunner
-    from ecgcore.ui_curation import DEMO_JOB_NAME, DEMO_SAMPLES
 
     ws = tmp_path / "ws"
     monkeypatch.setenv("ECGLAB_WORKSPACE", str(ws))

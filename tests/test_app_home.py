@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ecgcore.ui_home import model_cards
+from ecgcore.app.home import model_cards
 
 
 @pytest.fixture
@@ -62,8 +62,7 @@ def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path):
 def _signal_weights(path):
     import torch
 
-    from ecgcore import classify
-
+    from ecgcore.classify import classifiers as classify
     torch.manual_seed(0)
     model = classify.build_model("signal", dict(classify.SIGNAL_CONFIG))
     model.config = dict(classify.SIGNAL_CONFIG)
@@ -72,7 +71,7 @@ def _signal_weights(path):
 
 
 def test_a_trained_run_can_be_made_the_active_model(home, tmp_path):
-    from ecgcore.ui_home import read_active
+    from ecgcore.app.home import read_active
 
     weights = _signal_weights(tmp_path / "ws" / "runs" / "my-run" / "classifier_signal.safetensors")
     at = home.run()
@@ -86,7 +85,7 @@ def test_a_trained_run_can_be_made_the_active_model(home, tmp_path):
 
 
 def test_a_segmentation_card_shows_each_held_out_sets_curve_iou():
-    from ecgcore.ui_home import headline_metrics
+    from ecgcore.app.home import headline_metrics
 
     sets = ("default", "harsh", "3x4+II", "device", "black")
     card = {"held_out": {name: {"iou_curve": 0.7 + i / 100, "curve_iou_median": 0.5, "iou_grid_x": 0.8}

@@ -144,7 +144,6 @@ def test_every_form_builds_a_command_its_pipeline_accepts(tmp_path, monkeypatch,
     import shutil
 
     from ecgcore import jobs
-
     ws = tmp_path / "ws"
     shutil.copytree(tiny_dataset, ws / "datasets" / "tiny")
     (ws / "crops" / "crops1").mkdir(parents=True)

@@ -9,7 +9,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ecgcore.params import SCHEMA
+from ecgcore.synth.params import SCHEMA
 from tests.conftest import open_app_page
 
 STUDIO = "pages/1_Augmentation_Studio.py"
@@ -138,12 +138,12 @@ def test_ptbxl_records_can_be_the_source(tmp_path, monkeypatch, ptbxl_dir):
 
 
 def test_widget_state_round_trips_every_preset():
-    from ecgcore.params import Preset, constant
-    from ecgcore.ui_studio import preset_from_state, preset_json, state_from_preset
-    from ecgcore.workspace import REPO_ROOT
+    from ecgcore.app.studio import preset_from_state, preset_json, state_from_preset
+    from ecgcore.synth.params import Preset, constant
+    from ecgcore.workspace import PRESETS_DIR
 
     presets = [Preset(), Preset({"background": constant("cloth")})]
-    presets += [Preset.load(p) for p in sorted((REPO_ROOT / "weights" / "presets").glob("*.json"))]
+    presets += [Preset.load(p) for p in sorted(PRESETS_DIR.glob("*.json"))]
     for preset in presets:
         again = preset_from_state(state_from_preset(preset))
         assert again.diff(preset) == {}

@@ -15,14 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from ecgcore import digitize as digitize_module
-from ecgcore.budget import read_budget
 from ecgcore.constants import GRID_X, GRID_Y
-from ecgcore.digitize import MAX_LEAD_BOXES, MAX_PULSES, MAX_RECORD_S, PaperInk, digitize
 from ecgcore.errors import DigitizationError
-from ecgcore.gridfind import find_grid
-from ecgcore.photo import box_outline, overlay
-from ecgcore.render import LeadBox, PaperOptions, render
+from ecgcore.layouts import LeadBox
+from ecgcore.read import ink as ink_module
+from ecgcore.read.budget import read_budget
+from ecgcore.read.digitize import MAX_LEAD_BOXES, MAX_RECORD_S, digitize
+from ecgcore.read.gridfind import find_grid
+from ecgcore.read.ink import MAX_PULSES, PaperInk
+from ecgcore.synth.photo import box_outline, overlay
+from ecgcore.synth.render import PaperOptions, render
 from tests.charts import CHARTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +72,13 @@ def test_a_bogus_fit_cannot_size_the_ink_map(synthetic):
     stretched = dataclasses.replace(fit, homography=fit.homography @ np.diag([1000.0, 1000.0, 1.0]),
                                     extent_mm=(-1e7, 1e7, -1e7, 1e7))
     with pytest.raises(DigitizationError) as info:
-        digitize_module._paper_ink(paper.mask, stretched)
+        ink_module.paper_ink(paper.mask, stretched)
     assert "no ECG layout fits" in _one_sentence(info.value)
 
 
 def test_too_many_trace_pixels_are_too_many_trace_candidates(synthetic, monkeypatch):
     paper = render(synthetic, "3x4", PaperOptions(px_per_mm=6.0))
-    monkeypatch.setattr(digitize_module, "MAX_INK_PIXELS", 1000)
+    monkeypatch.setattr(ink_module, "MAX_INK_PIXELS", 1000)
     with pytest.raises(DigitizationError) as info:
         digitize(paper.mask)
     assert "too many trace candidates" in _one_sentence(info.value)
@@ -85,14 +87,14 @@ def test_too_many_trace_pixels_are_too_many_trace_candidates(synthetic, monkeypa
 def test_a_page_of_pulse_shapes_keeps_the_best_few():
     """A bar chart is a page of steps with flat tops: the layout search pairs every candidate with every layout
     pulse, so the candidates are capped."""
-    ppm = digitize_module.PULSE_PX_PER_MM
+    ppm = ink_module.PULSE_PX_PER_MM
     ink = np.zeros((900, 900), np.uint16)
-    shape = digitize_module._pulse_shape_mm(25.0, 10.0) * ppm
+    shape = ink_module._pulse_shape_mm(25.0, 10.0) * ppm
     for y in range(60, 880, 40):
         for x in range(10, 880, 20):
             cv2.polylines(ink, [np.round(shape + [x, y]).astype(np.int32)], False, 1, 1)
     paper = PaperInk(np.zeros(1), np.zeros(1), 5.0, ink, 0.0, 0.0, ppm)
-    pulses = digitize_module._find_pulses(paper, 25.0, 10.0)
+    pulses = ink_module.find_pulses(paper, 25.0, 10.0)
     assert 0 < len(pulses) <= MAX_PULSES
     assert [p.score for p in pulses] == sorted((p.score for p in pulses), reverse=True)
 

@@ -278,8 +278,8 @@ def test_curation_undo_across_two_browser_sessions(browser, server, tiny_dataset
 def test_classify_upload(page, server, tmp_path):
     from PIL import Image
 
-    from ecgcore.photo import synthesize_photo
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     url, _ = server
     photo = synthesize_photo(synthetic_record(21), seed=21, size=(1400, 1050))

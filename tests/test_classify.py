@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgcore.classify import (
+from ecgcore.classify.classifiers import (
     DEFAULT_IMAGE_WEIGHTS,
     DEFAULT_SIGNAL_WEIGHTS,
     IMAGE_CONFIG,
@@ -30,19 +30,15 @@ from ecgcore.classify import (
 from ecgcore.constants import LABEL_INDEX, LABELS, LEAD_INDEX, MI_CODES
 from ecgcore.errors import ModelError
 from ecgcore.signals import label_from_scp, synthetic_record
-from ecgcore.train_classifier import (
+from ecgcore.train.image_trainer import focal_loss
+from ecgcore.train.metrics import auroc, classification_metrics, expected_calibration_error, fit_temperature, softmax
+from ecgcore.train.signal_trainer import (
     NoiseOptions,
     SignalSet,
     SignalTrainConfig,
-    auroc,
     aux_target_names,
-    classification_metrics,
     digitization_noise,
     evaluation_inputs,
-    expected_calibration_error,
-    fit_temperature,
-    focal_loss,
-    softmax,
     train_signal_member,
 )
 
@@ -421,8 +417,8 @@ def tiny_classifiers(tmp_path):
 
 
 def test_analyze_photo_keeps_every_step(monkeypatch, tiny_classifiers):
-    from ecgcore import analyze
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.read import analyze
+    from ecgcore.synth.photo import synthesize_photo
 
     record = synthetic_record(seed=5)
     photo = synthesize_photo(record, seed=5, layout="3x4+II", size=(800, 600))
@@ -453,8 +449,8 @@ def test_analyze_photo_keeps_every_step(monkeypatch, tiny_classifiers):
 
 
 def test_analyze_photo_refuses_an_image_without_a_trace(tiny_classifiers):
-    from ecgcore.analyze import analyze_photo
     from ecgcore.errors import DigitizationError
+    from ecgcore.read.analyze import analyze_photo
 
     blank = np.full((400, 500, 3), 200, np.uint8)
     with pytest.raises(DigitizationError, match="no ECG grid/trace found"):
@@ -463,7 +459,7 @@ def test_analyze_photo_refuses_an_image_without_a_trace(tiny_classifiers):
 
 @pytest.fixture(scope="module")
 def photo_seed_11():
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     return synthesize_photo(synthetic_record(11), seed=11)
 
@@ -471,9 +467,9 @@ def photo_seed_11():
 def test_a_forced_layout_or_drawn_boxes_get_the_same_reading_checks(photo_seed_11, tiny_classifiers):
     """Issue: a forced layout or boxes moved off the trace still gave a verdict with only a generic note. The
     Reading is made by analyze_photo for every path, so they are marked not reliable, with the reasons in words."""
-    from ecgcore.analyze import analyze_photo
     from ecgcore.errors import DigitizationError
-    from ecgcore.render import LeadBox
+    from ecgcore.layouts import LeadBox
+    from ecgcore.read.analyze import analyze_photo
 
     photo = photo_seed_11
     run = dict(segmenter=TruthSegmenter(photo.mask), classifiers=tiny_classifiers, explain=False)
@@ -520,7 +516,7 @@ def test_classify_text_output_says_could_not_read_first():
 
 
 def test_missing_signal_weights_name_the_fix(tmp_path):
-    from ecgcore.classify import load_classifiers
+    from ecgcore.classify.classifiers import load_classifiers
 
     with pytest.raises(ModelError, match="pipelines.train_classifier --kind signal"):
         load_classifiers(tmp_path / "none.safetensors")
@@ -532,7 +528,7 @@ def test_missing_signal_weights_name_the_fix(tmp_path):
 @pytest.fixture(scope="module")
 def classify_inputs(tmp_path_factory) -> dict[str, Path]:
     from ecgcore.imageio import encode_jpeg, encode_png
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     folder = tmp_path_factory.mktemp("classify")
     photo = synthesize_photo(synthetic_record(seed=11), seed=11, layout="3x4+II", size=(1200, 900))

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ecgcore.classimage import (
+from ecgcore.classify.classimage import (
     CANVAS,
     CHANNEL_CLASSES,
     SLOT_H,
@@ -26,9 +26,10 @@ from ecgcore.classimage import (
     stretch_slot,
 )
 from ecgcore.constants import CURVE, LEAD_INDEX, LEAD_NAMES
-from ecgcore.render import LeadBox, render
+from ecgcore.layouts import LeadBox
 from ecgcore.signals import synthetic_record
-from ecgcore.train_classifier import canvas_to_slots
+from ecgcore.synth.render import render
+from ecgcore.train.image_trainer import canvas_to_slots
 
 
 @pytest.fixture(scope="module")

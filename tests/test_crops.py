@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ecgcore.crops import (
+from ecgcore.dataset import DatasetError, iter_samples, record_decisions
+from ecgcore.train.crops import (
     CROPS_INDEX,
     build_crops,
     crop_quad,
@@ -22,7 +23,6 @@ from ecgcore.crops import (
     load_crop,
     read_crops_index,
 )
-from ecgcore.dataset import DatasetError, iter_samples, record_decisions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_crop_of_an_upright_box_is_the_exact_sub_image():
 
 
 def test_lead_crops_of_a_photo_contain_their_lead(synthetic):
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     photo = synthesize_photo(synthetic, seed=3, layout="seed-3x4", size=(800, 600))
     crops = lead_crops(photo.image, photo.mask, photo.leads, np.random.default_rng(0))
@@ -88,7 +88,7 @@ def test_build_crops_refuses_a_folder_that_is_not_a_dataset(tmp_path):
 
 
 def test_crops_folder_trains_alongside_photos(tiny_dataset, tmp_path):
-    from ecgcore.train_segmentation import ExampleStream
+    from ecgcore.train.segmenter import ExampleStream
 
     build_crops(tiny_dataset, tmp_path / "crops", seed=0)
     stream = ExampleStream([tiny_dataset, tmp_path / "crops"], crop=128, seed=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ecgcore.app.curation import decision_message, history_table, undo_message
 from ecgcore.dataset import (
     CURATION_FILE,
     UNDO,
@@ -20,7 +21,6 @@ from ecgcore.dataset import (
     record_id,
     undo_last,
 )
-from ecgcore.ui_curation import decision_message, history_table, undo_message
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_undo_only_touches_the_curators_own_decisions(folder):
     assert undo_message(undo_last(folder, by="alice")) == ("Restored a.", False)
     assert discarded_ids(folder) == {"b"}
     assert not undo_last(folder, by="carol")
-    with pytest.raises(ValueError, match="needs a curator name"):
+    with pytest.raises(DatasetError, match="needs a curator name"):
         undo_last(folder, by="  ")
     assert discarded_ids(folder) == {"b"}
 

@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import CURVE, GRID_X, GRID_Y, LEAD_INDEX, LEAD_NAMES
-from ecgcore.digitize import WFDB_RECORD_NAME_RE, DigitizedEcg, digitize, overlay_traces, wfdb_record_name, write_wfdb
 from ecgcore.errors import DigitizationError
-from ecgcore.evaluate import compare_signals
 from ecgcore.imageio import encode_png
 from ecgcore.layouts import LAYOUT_NAMES, make_layout
-from ecgcore.photo import synthesize_photo
-from ecgcore.render import PaperOptions, render
+from ecgcore.read.digitize import (
+    WFDB_RECORD_NAME_RE,
+    digitize,
+    overlay_traces,
+    wfdb_record_name,
+    write_wfdb,
+)
+from ecgcore.read.digitized import DigitizedEcg
+from ecgcore.synth.photo import synthesize_photo
+from ecgcore.synth.render import PaperOptions, render
+from ecgcore.train.evaluate import compare_signals
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -252,7 +259,7 @@ def test_curve_margin_reads_the_trace_between_pixels(synthetic):
 
 
 def test_curve_edge_offsets_put_the_edge_where_the_margin_crosses_zero():
-    from ecgcore.digitize import curve_edge_offsets
+    from ecgcore.read.ink import curve_edge_offsets
 
     margin = np.array([-3.0, -1.0, 0.5, 2.0, 0.5, -1.5, -3.0], np.float32)[:, None]
     curve = margin > 0
@@ -384,7 +391,7 @@ def test_lead_index_matches_output_columns(synthetic):
 
 
 def test_digitize_photo_segments_then_reads(synthetic):
-    from ecgcore.digitize import digitize_photo
+    from ecgcore.read.digitize import digitize_photo
 
     photo = synthesize_photo(synthetic, seed=3, layout="3x4+II", size=(1000, 750))
 

@@ -1,4 +1,4 @@
-"""SNR / r / RMSE as ecgcore.evaluate defines them, the per-sample score for Curation, and pipelines.evaluate."""
+"""SNR / r / RMSE as ecgcore.train.evaluate defines them, the per-sample score for Curation, and pipelines.evaluate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ecgcore.evaluate import compare_signals, sample_digitization_scores, sample_snr, snr_db
+from ecgcore.train.evaluate import compare_signals, sample_digitization_scores, sample_snr, snr_db
 
 
 def _signal(n=1000, seed=0):

@@ -104,7 +104,7 @@ def test_killed_segmentation_training_resumes_without_duplicates_or_half_checkpo
     assert _metric_epochs(run / "metrics.csv") == list(range(1, epochs + 1))
     assert f"resumed from {last} at epoch {done_before}" in (run / "train.log").read_text()
     assert _checkpoint_epoch(last) == epochs and not (run / "checkpoints" / "last.pt.tmp").exists()
-    from ecgcore.segmentation import load_segmenter
+    from ecgcore.read.segmentation import load_segmenter
 
     load_segmenter(run / "best.safetensors")
 
@@ -114,9 +114,9 @@ class Killed(BaseException):
 
 
 def test_segmentation_resume_after_a_kill_between_metrics_and_checkpoint(tiny_dataset, tmp_path, monkeypatch):
-    from ecgcore import train_segmentation
-    from ecgcore.segmentation import DEFAULT_MODEL_CONFIG
-    from ecgcore.train_segmentation import TrainConfig, train
+    from ecgcore.read.segmentation import DEFAULT_MODEL_CONFIG
+    from ecgcore.train import segmenter as train_segmentation
+    from ecgcore.train.segmenter import TrainConfig, train
 
     model = {**DEFAULT_MODEL_CONFIG, "encoder_name": "tu-mobilenetv3_small_100", "decoder_channels": [32, 16, 16, 8]}
     cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=3, steps_per_epoch=1,
@@ -139,9 +139,9 @@ def test_segmentation_resume_after_a_kill_between_metrics_and_checkpoint(tiny_da
 def test_a_checkpoint_that_records_a_new_best_never_exists_without_its_weights(tiny_dataset, tmp_path, monkeypatch):
     """Killed while writing the first epoch's checkpoint (that epoch is always a new best): the best weights are
     already on disk, so a run never claims a best it cannot export."""
-    from ecgcore import train_segmentation
-    from ecgcore.segmentation import DEFAULT_MODEL_CONFIG, load_segmenter
-    from ecgcore.train_segmentation import TrainConfig, train
+    from ecgcore.read.segmentation import DEFAULT_MODEL_CONFIG, load_segmenter
+    from ecgcore.train import segmenter as train_segmentation
+    from ecgcore.train.segmenter import TrainConfig, train
 
     model = {**DEFAULT_MODEL_CONFIG, "encoder_name": "tu-mobilenetv3_small_100", "decoder_channels": [32, 16, 16, 8]}
     cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=2, steps_per_epoch=1,
@@ -179,7 +179,7 @@ def test_restarted_app_sees_a_training_job_run_die_and_resume(ptbxl, tmp_path):
     the host reboots); a fresh runner shows it interrupted and resumable; the resumed job finishes the run with
     every epoch exactly once, and its progress counts the epochs done before the crash."""
     from ecgcore import jobs as jobs_module
-    from ecgcore.classify import load_model
+    from ecgcore.classify.classifiers import load_model
     from ecgcore.jobs import JobRunner
 
     workspace = tmp_path / "ws"
@@ -221,9 +221,9 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
     is not. The resumed member redoes epoch 2 once: history holds every epoch exactly once."""
     import torch
 
-    from ecgcore import train_classifier
-    from ecgcore.classify import SIGNAL_CONFIG
-    from ecgcore.train_classifier import NoiseOptions, SignalTrainConfig, evaluation_inputs, train_signal_member
+    from ecgcore.classify.classifiers import SIGNAL_CONFIG
+    from ecgcore.train import signal_trainer
+    from ecgcore.train.signal_trainer import NoiseOptions, SignalTrainConfig, evaluation_inputs, train_signal_member
     from tests.test_classify import QuietReporter, _separable_signals
 
     torch.set_num_threads(1)
@@ -231,18 +231,18 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
     cfg = SignalTrainConfig(epochs=5, batch_size=16, lr=1e-2, patience=100, model=tiny)
     train, val = _separable_signals(48, 1), _separable_signals(12, 2)
     val_inputs = {k: v for k, v in evaluation_inputs(val, seed=0, options=NoiseOptions()).items() if "12x1" in k}
-    real_save = train_classifier._save_checkpoint
+    real_save = signal_trainer.save_checkpoint
 
     def save_then_die_at_epoch_2(path, model, optimizer, scheduler, epoch, *rest):
         if epoch == 2:
             raise Killed
         real_save(path, model, optimizer, scheduler, epoch, *rest)
 
-    monkeypatch.setattr(train_classifier, "_save_checkpoint", save_then_die_at_epoch_2)
+    monkeypatch.setattr(signal_trainer, "save_checkpoint", save_then_die_at_epoch_2)
     with pytest.raises(Killed):
         train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, QuietReporter())
     assert _history_epochs(tmp_path) == [0, 1, 2]  # the state a kill in the gap leaves
-    monkeypatch.setattr(train_classifier, "_save_checkpoint", real_save)
+    monkeypatch.setattr(signal_trainer, "save_checkpoint", real_save)
     reporter = QuietReporter()
     train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, reporter)
     assert _history_epochs(tmp_path) == [0, 1, 2, 3, 4]
@@ -310,8 +310,8 @@ def _bad_weights(kind: str, how: str, folder: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from ecgcore.classify import DEFAULT_SIGNAL_WEIGHTS
-    from ecgcore.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
+    from ecgcore.classify.classifiers import DEFAULT_SIGNAL_WEIGHTS
+    from ecgcore.read.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
 
     good = DEFAULT_SEGMENTATION_WEIGHTS if kind == "segmentation" else DEFAULT_SIGNAL_WEIGHTS
     path = folder / f"{kind}_{how}.safetensors"
@@ -338,9 +338,9 @@ WEIGHT_DAMAGE = ["missing", "random", "truncated", "pickle", "wrong_shape"]
 
 @pytest.mark.parametrize("how", WEIGHT_DAMAGE)
 def test_damaged_weights_raise_model_error_in_the_library(how, tmp_path):
-    from ecgcore.classify import load_model
+    from ecgcore.classify.classifiers import load_model
     from ecgcore.errors import ModelError
-    from ecgcore.segmentation import load_segmenter
+    from ecgcore.read.segmentation import load_segmenter
 
     for kind, load in (("segmentation", load_segmenter), ("signal", lambda p: load_model(p, "signal"))):
         path = _bad_weights(kind, how, tmp_path)
@@ -485,8 +485,8 @@ def test_full_disk_during_generation_fails_clearly_and_keeps_earlier_samples(tmp
 @pytest.fixture(scope="module")
 def two_photos(tmp_path_factory) -> Path:
     from ecgcore.imageio import encode_png
-    from ecgcore.photo import synthesize_photo
     from ecgcore.signals import synthetic_record
+    from ecgcore.synth.photo import synthesize_photo
 
     folder = tmp_path_factory.mktemp("photos")
     for stem, seed in (("a", 1), ("b", 2)):

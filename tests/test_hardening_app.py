@@ -70,8 +70,8 @@ def vm_kb(field: str) -> int:
 def shipped_models():
     """The shipped models, so that a good upload really gets a verdict; skipped where weights/ lacks them."""
     try:
-        from ecgcore.classify import load_classifiers
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.classify.classifiers import load_classifiers
+        from ecgcore.read.segmentation import load_segmenter
 
         load_classifiers()
         load_segmenter()
@@ -111,7 +111,7 @@ def outcome(at) -> dict:
         "errors": [e.value for e in at.error],
         "warnings": [w.value for w in at.warning
                      if "not medical advice" not in w.value and not w.value.startswith("No verdict is given")],
-        # the verdict, or its honest form for a reading that failed the checks (ecgcore.physics)
+        # the verdict, or its honest form for a reading that failed the checks (ecgcore.read.physics)
         "verdict": [h.value for h in at.subheader
                     if h.value.startswith("Model output:") or h.value == "Could not read this ECG reliably"],
         "charts": len(at.get("plotly_chart")),

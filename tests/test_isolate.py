@@ -1,4 +1,4 @@
-"""The analysis worker (ecgcore.isolate): whatever a call does in the worker (allocate without end, run forever, kill
+"""The analysis worker (ecgcore.read.isolate): whatever a call does in the worker (allocate without end, run forever, kill
 its process), the caller gets one sentence and the next call works."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ecgcore.errors import DigitizationError
-from ecgcore.isolate import MEMORY_SENTENCE, Worker, WorkerError, is_out_of_memory
+from ecgcore.read.isolate import MEMORY_SENTENCE, Worker, WorkerError, is_out_of_memory
 
 ALLOWANCE = 512 * 2**20  # small, so that the tests' runaway allocation fails at once
 

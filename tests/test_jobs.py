@@ -50,7 +50,6 @@ def test_jobs_survive_a_restart_of_the_app(runner, tmp_path):
     job = runner.launch("generate_ptb_v", _generate_args(tmp_path / "ws" / "datasets" / "r", 40, "512x384"))
     restarted = JobRunner(runner.workspace)  # a new app process reads the same database
     from ecgcore import jobs as jobs_module
-
     jobs_module._LAUNCHED.clear()  # the new app does not hold the process handles
     assert restarted.get(job.id).status == "running"
     assert [j.id for j in restarted.list()] == [job.id]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ecgcore.params import PARAMS, SCHEMA, STAGES, Preset, PresetError, pdf
+from ecgcore.synth.params import PARAMS, SCHEMA, STAGES, Preset, PresetError, pdf
 
 PROTOTYPE = {
     "original_image_scaling_factor": ("normal", (1.0, 0.0)),

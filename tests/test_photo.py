@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import CURVE, CURVE_MASK_MIN_COVERAGE, GRID_X, GRID_Y
-from ecgcore.params import Preset
-from ecgcore.photo import synthesize_photo
+from ecgcore.errors import DataSourceError
 from ecgcore.signals import synthetic_record
+from ecgcore.synth.params import Preset
+from ecgcore.synth.photo import synthesize_photo
 
 CLEAN = {"white_noise_p": 0.0, "shadow_alpha": 0.0, "blur_factor": 0.0, "jpeg_quality": 100}
 
@@ -128,7 +129,7 @@ def test_photo_size_and_px_per_mm(small_record):
 def test_backgrounds_from_a_folder_of_photos(small_record, tmp_path):
     from PIL import Image
 
-    from ecgcore.backgrounds import list_background_photos
+    from ecgcore.synth.backgrounds import list_background_photos
 
     Image.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "green.png")
     Image.new("RGB", (400, 300), (10, 200, 30)).save(tmp_path / "green2.jpg")
@@ -137,13 +138,13 @@ def test_backgrounds_from_a_folder_of_photos(small_record, tmp_path):
                              values={**CLEAN, "background": "folder", "original_image_scaling_factor": 0.6})
     corner = photo.image[:20, :20].reshape(-1, 3).mean(axis=0)
     assert corner[1] > 150 and corner[0] < 80  # the user's green surface shows around the paper
-    with pytest.raises(ValueError, match="has no images"):
+    with pytest.raises(DataSourceError, match="has no images"):
         list_background_photos(tmp_path / "empty") if (tmp_path / "empty").mkdir() is None else None
 
 
 @pytest.mark.parametrize("kind", ["wood", "cloth", "desk", "paper_stack", "concrete", "wall"])
 def test_procedural_backgrounds_are_deterministic_textures(kind):
-    from ecgcore.backgrounds import procedural_background
+    from ecgcore.synth.backgrounds import procedural_background
 
     a = procedural_background(kind, (320, 240), 5)
     assert a.shape == (240, 320, 3) and a.dtype == np.uint8

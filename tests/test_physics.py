@@ -1,4 +1,4 @@
-"""Limb-lead physics (ecgcore.physics): right readings keep Einthoven and Goldberger, wrong ones break them."""
+"""Limb-lead physics (ecgcore.read.physics): right readings keep Einthoven and Goldberger, wrong ones break them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import LEAD_INDEX
-from ecgcore.physics import RELIABLE_MIN_DB, assess_reading, law_db, limb_consistency
+from ecgcore.read.physics import RELIABLE_MIN_DB, assess_reading, law_db, limb_consistency
 
 
 def _recorded(synthetic, noise_mv: float = 0.01, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Placing a layout's columns from the page (ecgcore.placement): the time origin is where the limb-lead laws hold."""
+"""Placing a layout's columns from the page (ecgcore.read.placement): the time origin is where the limb-lead laws hold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from ecgcore.constants import LEAD_INDEX
 from ecgcore.layouts import make_layout
-from ecgcore.placement import (
+from ecgcore.read.placement import (
     LEAD_CHANGE_TRIM_S,
     SEARCH_STEP_MM,
     best_origin,

@@ -14,10 +14,10 @@ import pytest
 
 from ecgcore.constants import CURVE, CURVE_MASK_MIN_COVERAGE, LEAD_NAMES
 from ecgcore.layouts import LAYOUT_NAMES, LayoutStyle, make_layout, styled_layout
-from ecgcore.params import PARAMS, SCHEMA, Preset, PresetError, resolve_preset
-from ecgcore.printstyle import LABEL_FONTS, LABEL_PLACES, LEAD_MARKS, TEXT_BLOCKS, PrintStyle, printer_style
-from ecgcore.render import PaperOptions, render
 from ecgcore.signals import synthetic_record
+from ecgcore.synth.params import PARAMS, SCHEMA, Preset, PresetError, resolve_preset
+from ecgcore.synth.printstyle import LABEL_FONTS, LABEL_PLACES, LEAD_MARKS, TEXT_BLOCKS, PrintStyle, printer_style
+from ecgcore.synth.render import PaperOptions, render
 
 REPO = Path(__file__).resolve().parents[1]
 PPM = 4.0  # small papers keep these tests fast
@@ -47,7 +47,7 @@ BEFORE = {
 
 @pytest.mark.parametrize("case", sorted(BEFORE))
 def test_default_and_harsh_samples_are_byte_identical_to_before_styles(case, tmp_path):
-    from ecgcore.generate import make_sample
+    from ecgcore.synth.generate import make_sample
 
     preset = resolve_preset("harsh") if case == "harsh" else Preset()
     paper = {"paper_speed": 25.0, "gain": 10.0, "grid_color": "red"}
@@ -201,7 +201,7 @@ def test_trace_colour_width_and_grid_options(record):
 # --- photos and scans: ground truth mapped like the lead quads -----------------------------------------------------
 @pytest.mark.parametrize("seed", range(4))
 def test_mixed_photos_and_scans_carry_label_boxes(record, seed):
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     values = {"capture": "scan" if seed % 2 else "photo", "scan_dpi": 80.0, "label_place": "on_trace"}
     photo = synthesize_photo(record, seed, resolve_preset("mixed"), layout=LAYOUT_NAMES[seed], size=(480, 360),
@@ -236,7 +236,7 @@ def test_mixed_photos_and_scans_carry_label_boxes(record, seed):
 
 def test_scan_png_sample_is_valid(tmp_path):
     from ecgcore.dataset import validate_sample, write_sample
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     record = synthetic_record(2)
     values = {"capture": "scan", "scan_dpi": 75.0, "scan_format": "png", "label_place": "above"}
@@ -245,7 +245,7 @@ def test_scan_png_sample_is_valid(tmp_path):
     assert meta["image"] == "000000.png" and (tmp_path / "000000.png").read_bytes().startswith(b"\x89PNG")
     assert validate_sample(tmp_path, "000000") == []
     assert meta["print"]["capture"] == "scan" and len(meta["labels"]) == 12
-    from ecgcore.ui_curation import sample_image_path
+    from ecgcore.app.curation import sample_image_path
 
     assert sample_image_path(tmp_path, "000000").name == "000000.png"  # the Curation page's thumbnails find it
 
@@ -333,7 +333,7 @@ def test_replace_keeps_unknown_style_errors_readable():
 
 
 def test_studio_preview_shows_scans_at_preview_size_with_boxes():
-    from ecgcore.ui_studio import PREVIEW_SIZE, preset_from_state, render_preview, state_from_preset
+    from ecgcore.app.studio import PREVIEW_SIZE, preset_from_state, render_preview, state_from_preset
 
     mixed = resolve_preset("mixed")
     assert preset_from_state(state_from_preset(mixed)).diff(mixed) == {}  # choice weights survive the widgets

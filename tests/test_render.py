@@ -7,8 +7,8 @@ import pytest
 
 from ecgcore.constants import CURVE, GRID_X, GRID_Y, LEAD_NAMES
 from ecgcore.layouts import LAYOUT_NAMES, make_layout
-from ecgcore.render import PaperOptions, render
 from ecgcore.signals import EcgRecord
+from ecgcore.synth.render import PaperOptions, render
 
 
 def flat_record(seconds: float = 10.0, fs: int = 100) -> EcgRecord:

@@ -13,7 +13,7 @@ import pytest
 
 from ecgcore.constants import CURVE, N_CLASSES
 from ecgcore.errors import ModelError
-from ecgcore.segmentation import (
+from ecgcore.read.segmentation import (
     DEFAULT_MODEL_CONFIG,
     DEFAULT_SEGMENTATION_WEIGHTS,
     Segmenter,
@@ -46,7 +46,7 @@ def shipped() -> Segmenter:
 
 @pytest.fixture(scope="module")
 def small_photo(synthetic):
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     return synthesize_photo(synthetic, seed=11, layout="3x4+II", size=(800, 600))
 
@@ -113,7 +113,7 @@ def test_a_photo_larger_than_max_side_is_segmented_at_the_working_size_and_mappe
 def test_a_high_resolution_photo_segments_as_well_as_the_training_sized_one(shipped, synthetic):
     import cv2
 
-    from ecgcore.photo import synthesize_photo
+    from ecgcore.synth.photo import synthesize_photo
 
     photo = synthesize_photo(synthetic, seed=12, layout="3x4+II", size=(1600, 1200))
     at_size = sample_iou(shipped.predict(photo.image), photo.mask)
@@ -126,7 +126,7 @@ def test_a_high_resolution_photo_segments_as_well_as_the_training_sized_one(ship
 
 
 def test_tiles_cover_the_whole_image():
-    from ecgcore.segmentation import _tile_starts
+    from ecgcore.read.segmentation import _tile_starts
 
     for size in (1024, 1088, 1600, 2500, 4096):
         starts = _tile_starts(size, 1024, 64)
@@ -163,7 +163,7 @@ def test_phases_average_the_logits_of_the_photo_shifted_by_one_pixel(random_segm
 
 
 def test_shipped_weights_find_the_curve_in_a_synthetic_photo(shipped, small_photo):
-    from ecgcore.segmentation import curve_f1_from_counts, curve_match_counts
+    from ecgcore.read.segmentation import curve_f1_from_counts, curve_match_counts
 
     pred = shipped.predict(small_photo.image)
     ious = sample_iou(pred, small_photo.mask)
@@ -177,7 +177,7 @@ def test_shipped_weights_find_the_curve_in_a_synthetic_photo(shipped, small_phot
 def test_a_few_training_steps_reduce_the_loss(tiny_dataset):
     import torch
 
-    from ecgcore.train_segmentation import ExampleStream, make_loss
+    from ecgcore.train.segmenter import ExampleStream, make_loss
 
     torch.manual_seed(0)
     stream = ExampleStream([tiny_dataset], crop=64, seed=0, augment=False)
@@ -200,7 +200,7 @@ def test_a_few_training_steps_reduce_the_loss(tiny_dataset):
 def test_loss_ignores_unlabelled_pixels_and_weighs_thin_classes():
     import torch
 
-    from ecgcore.train_segmentation import IGNORE, make_loss
+    from ecgcore.train.segmenter import IGNORE, make_loss
 
     logits = torch.zeros(1, N_CLASSES, 4, 4)
     target = torch.zeros(1, 4, 4, dtype=torch.long)
@@ -217,7 +217,7 @@ def test_loss_ignores_unlabelled_pixels_and_weighs_thin_classes():
 
 @pytest.mark.slow
 def test_train_writes_a_run_folder_and_resumes(tiny_dataset, tmp_path):
-    from ecgcore.train_segmentation import TrainConfig, train
+    from ecgcore.train.segmenter import TrainConfig, train
 
     cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=1,
                       steps_per_epoch=2, batch_size=2, crop=64, warmup_steps=1,
@@ -237,7 +237,7 @@ def test_train_writes_a_run_folder_and_resumes(tiny_dataset, tmp_path):
 
 
 def test_training_with_data_workers_draws_distinct_batches_and_finishes(tiny_dataset, tmp_path):
-    from ecgcore.train_segmentation import TrainConfig, parallel_batches, stream_seed, train
+    from ecgcore.train.segmenter import TrainConfig, parallel_batches, stream_seed, train
 
     cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=1,
                       steps_per_epoch=3, batch_size=2, crop=64, warmup_steps=1, workers=2,
@@ -257,7 +257,7 @@ def test_fine_tuning_starts_from_given_weights_and_refuses_another_architecture(
                                                                                  random_segmenter):
     import torch
 
-    from ecgcore.train_segmentation import TrainConfig, train
+    from ecgcore.train.segmenter import TrainConfig, train
 
     start = save_weights(random_segmenter.model, tmp_path / "start.safetensors", random_segmenter.config)
     cfg = TrainConfig(data=[str(tiny_dataset)], out=str(tmp_path / "run"), val_samples=1, epochs=1,
@@ -391,7 +391,7 @@ def test_loader_rate_measures_the_data_loader_and_bad_worker_counts_are_refused(
 
 def test_training_refuses_validation_and_test_folds(tmp_path):
     from ecgcore.dataset import DatasetError
-    from ecgcore.train_segmentation import check_training_folds
+    from ecgcore.train.segmenter import check_training_folds
 
     folder = tmp_path / "ds"
     folder.mkdir()
@@ -428,7 +428,7 @@ def test_sample_iou_of_a_perfect_and_an_empty_prediction():
 
 
 def test_curve_one_pixel_off_scores_zero_iou_but_full_tolerant_f1():
-    from ecgcore.segmentation import curve_f1_from_counts, curve_match_counts
+    from ecgcore.read.segmentation import curve_f1_from_counts, curve_match_counts
 
     truth = np.zeros((20, 30), np.uint8)
     truth[10, 2:28] = CURVE

@@ -25,8 +25,8 @@ MAX_SLOPE_MB_PER_100 = 60.0
 @pytest.fixture(scope="module")
 def shipped_models():
     try:
-        from ecgcore.classify import load_classifiers
-        from ecgcore.segmentation import load_segmenter
+        from ecgcore.classify.classifiers import load_classifiers
+        from ecgcore.read.segmentation import load_segmenter
 
         load_classifiers()
         load_segmenter()

@@ -1,0 +1,1 @@
+"""The pages' Streamlit-free view-models: what each page computes and draws."""

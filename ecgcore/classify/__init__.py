@@ -1,0 +1,1 @@
+"""MI classifiers over digitised signals and over segmented images, and their explanations."""

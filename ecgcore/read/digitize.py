@@ -1,0 +1,453 @@
+"""Digitisation: from a segmentation class map of an ECG photo to the 12-lead signal in mV.
+
+The steps, each in paper millimetres once the grid is known:
+
+1. Grid (:mod:`ecgcore.read.gridfind`): rotation, pitch (px per mm), perspective and curl from the major grid lines,
+   giving a mapping image pixels <-> paper mm in which every major line lies on a multiple of 5 mm.
+2. Ink: every curve pixel is mapped to paper mm exactly (no resampling of the class map, which would blur each line
+   by a pixel and cut the sharp peaks); a coarse 2 px/mm coverage map of it serves the pulse and row searches.
+   Given the segmenter's curve margin (its curve score minus the best other class's), the curve is read on a finer
+   raster instead: the margin, interpolated to about READ_PX_PER_MM, is positive where the trace is, and its zero
+   crossings place the trace's upper and lower edges between pixels. At the ~5 px/mm of a 1600x1200 photo this is
+   worth about 4 dB of SNR (the class map's 2-px-thick line is the limit, not the grid fit).
+3. Calibration pulses: found by template matching (the 1 mV step, its flat top, and an empty inside).
+4. Layout: each known layout's pulse positions are matched against the pulses found; the layout and the paper's
+   offset (snapped to the 5 mm grid when that explains as many pulses) that explain the most pulses win, ties
+   going to the offset that leaves no row of cells empty and puts the paper where the grid is. A given layout only
+   searches the offset. Without pulses, the number of ink rows decides (and the result is flagged); three rows
+   are seed-3x4 or a plain 3x4, whichever row length matches the ink's.
+   A reading that then breaks the limb-lead physics (:mod:`ecgcore.read.physics`; without matched pulses, any reading) is
+   read again placed from the page (:mod:`ecgcore.read.placement`): the layout's rows on the page's rows of trace, its
+   columns and time origin where Einthoven and Goldberger hold along those rows; the placement that keeps the
+   physics better is kept. Straight vertical lines longer than LONG_VERTICAL_MM (grid lines and lead-change bars
+   that a segmenter took for trace) are removed from the ink before any of this.
+5. Per lead cell: the curve pixels are grouped into columns about one image pixel wide and, within a column, into
+   vertical runs; a Viterbi path through the runs (free to continue a run that touches the previous one, costly
+   to jump, pulled towards the cell's baseline beyond half a row, allowed to skip columns) follows the lead through
+   overlapping neighbours, text and gaps. Fragments of a thin line that the path could not hold are gathered back.
+6. Centre line: the trace is a line drawn with a pen of some width; the column's top edge dilated by the pen
+   (an opening) and its bottom edge eroded (a closing) bound the centre line, exactly on slopes and flats; at a
+   peak the opening is the exact one, at a trough the closing (the run's middle would cut every QRS).
+7. Calibration: the pulse's flat parts give the row's 0 mV line and its height the gain (snapped to 5, 10 or
+   20 mm/mV when it clearly differs from the given gain); the pulse itself is not part of the signal.
+8. Time: column u -> t = t0 + (u - start of the lead's trace) / paper speed; the column values are interpolated at
+   the output rate (100 or 500 Hz), a sharp extreme kept at its full height. Samples outside every cell of a lead
+   stay NaN; where a lead is shown twice (II in 3x4+II) the readings are averaged, and how well the two agree is
+   reported (``quality["repeats_r"]``). 6x2 and 3x4+3 put pulses and rows at the same places: the page is read as
+   3x4+3 when its three repeated leads (V1, II, V5) agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ecgcore.constants import (
+    CALIBRATION_MV,
+    CURVE,
+    DEFAULT_GAIN,
+    DEFAULT_PAPER_SPEED,
+    GAINS,
+    LEAD_INDEX,
+    LEAD_NAMES,
+    PAPER_SPEEDS,
+)
+from ecgcore.errors import DigitizationError
+from ecgcore.layouts import LAYOUT_NAMES, SAME_PULSES, LeadBox, LeadCell, make_layout
+from ecgcore.read import budget
+from ecgcore.read.digitized import DigitizedEcg
+from ecgcore.read.gridfind import GridFit, find_grid
+from ecgcore.read.ink import (
+    MIN_CURVE_PIXELS,
+    PaperInk,
+    Pulse,
+    find_pulses,
+    paper_ink,
+    without_long_verticals,
+)
+from ecgcore.read.layoutfit import cells_from_boxes, choose_layout, find_ink_rows
+from ecgcore.read.physics import RELIABLE_MIN_DB, consistency_score, limb_consistency
+from ecgcore.read.placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
+from ecgcore.read.trace import (
+    PULSE_FLAT_MM,
+    REPEAT_R_SAME,
+    RUN_SPLIT_MM,
+    TOUCH_PX,
+    cell_columns,
+    column_values,
+    gain_from_pulses,
+    pulse_levels,
+    read_cells,
+    resample,
+    track_all,
+)
+
+SUPPORTED_FS = (100, 500)
+# A WFDB record name: the WFDB format allows letters, digits and underscores (wfdb-python also accepts '-' and any
+# Unicode letter when writing, but its header reader and other WFDB tools do not agree on those), at most 50 long
+# (the WFDB library's WFDB_MAXRNL).
+WFDB_RECORD_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,50}")
+WFDB_RECORD_NAME_MAX = 50
+WFDB_DEFAULT_RECORD_NAME = "ecg"
+MIN_SIDE_PX = 64
+PULSE_SEARCH_MM = 10.0  # a page placed from its rows looks for pulses this far before and after each row's trace
+PULSE_TOP_MIN_MM = 1.5  # a pulse's top is flat for at least this long (0.06 s at 25 mm/s)
+# A reading whose weaker limb-lead law is below this is read again with its cells placed from the page
+# (ecgcore.read.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
+PLACEMENT_SEARCH_BELOW_DB = 10.0
+PLACEMENT_MARGIN_DB = 1.0
+# A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
+# columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
+GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
+MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
+MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
+
+
+# --- public entry points ---------------------------------------------------------------------------------------
+
+
+@budget.budgeted()
+def digitize(
+    class_map: np.ndarray,
+    layout: str = "auto",
+    fs: int = 100,
+    lead_boxes: list[LeadBox] | None = None,
+    paper_speed: float = DEFAULT_PAPER_SPEED,
+    gain: float = DEFAULT_GAIN,
+    curve_margin: np.ndarray | None = None,
+) -> DigitizedEcg:
+    """Read the 12-lead signal from a segmentation class map (uint8 HxW: BACKGROUND, GRID_X, GRID_Y, CURVE).
+
+    ``layout`` is ``"auto"`` or one of :data:`ecgcore.layouts.LAYOUT_NAMES`; ``lead_boxes`` (lead cells drawn by a
+    person, quads in image pixels with t0/t1) override the automatic cell localisation. ``paper_speed`` (mm/s) and
+    ``gain`` (mm/mV) are the printout's; a calibration pulse of another height overrides the gain.
+    ``curve_margin`` (the segmenter's curve score minus its best other class's score, float HxW, from
+    :meth:`ecgcore.read.segmentation.Segmenter.predict_with_margin`) places the trace's edges between pixels.
+    Raises DigitizationError with one sentence when the image holds no readable ECG, when a lead box is unusable,
+    or when reading would pass its budget (ecgcore.read.budget: time, and the caps above on what a page holds).
+    """
+    class_map = _check_inputs(class_map, layout, fs, paper_speed, gain)
+    if lead_boxes:
+        check_lead_boxes(lead_boxes, class_map.shape)
+    fit = find_grid(class_map)
+    if curve_margin is not None and curve_margin.shape != class_map.shape:
+        raise DigitizationError(f"curve scores of size {curve_margin.shape} do not match the class map's {class_map.shape}.")
+    paper = without_long_verticals(paper_ink(class_map, fit, curve_margin))
+    pulses = find_pulses(paper, paper_speed, gain)
+    if lead_boxes:
+        cells, offset, chosen, source = cells_from_boxes(lead_boxes, fit, pulses, paper_speed), (0.0, 0.0), "custom", "boxes"
+        layout_flags: list[str] = []
+    else:
+        chosen, offset, layout_flags = choose_layout(layout, paper, pulses, fit, paper_speed)
+        cells = list(make_layout(chosen, paper_speed).cells)
+        source = "auto" if layout == "auto" else "given"
+    lay = make_layout(chosen, paper_speed) if chosen in LAYOUT_NAMES else None
+    duration = lay.duration_s if lay else max(c.t1 for c in cells)
+    dig = read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
+    twin = SAME_PULSES.get(chosen) if source == "auto" else None
+    if twin is None:
+        return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
+                        if lay is not None else dig)
+    # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and as
+    # rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not (it shows other leads).
+    alt_lay = make_layout(twin, paper_speed)
+    alt = read_cells(paper, fit, list(alt_lay.cells), offset, twin, source, alt_lay.duration_s, fs, paper_speed, gain,
+                      pulses, layout_flags)
+    three_by_four = dig if chosen == "3x4+3" else alt
+    agree = three_by_four.quality.get("repeats_r_median")
+    is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
+    dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
+    return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+
+
+def _checked(dig: DigitizedEcg) -> DigitizedEcg:
+    """The limb-lead physics of the reading, in its quality report (see ecgcore.read.physics): a reading that breaks a
+    law, or whose limb leads cannot be checked, is flagged and not ok."""
+    laws = limb_consistency(dig.signal, dig.fs)
+    dig.quality.update(laws)
+    if any(db is None or db < RELIABLE_MIN_DB for db in laws.values()):
+        dig.quality["flags"] = [*dig.quality.get("flags", []), "limb_leads_inconsistent"]
+        dig.quality["ok"] = False
+    return dig
+
+
+def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],
+                      pulses: list[Pulse], paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg:
+    """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
+    of trace and its columns and time origin where the limb-lead laws hold (ecgcore.read.placement), and, for a layout
+    guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
+    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB; every
+    hypothesis tried is named in the quality report.
+
+    A reading that already keeps the physics (PTB-V with its pulses found, most of the time) is not searched."""
+    before = consistency_score(dig.signal, dig.fs)
+    tried = [{"layout": dig.layout, "placement": "layout table", "score_db": round(before, 2)}]
+    dig.quality["placement"] = "layout table"
+    dig.quality["hypotheses"] = tried
+    # Without matched pulses the table's placement is a guess on the 5 mm lattice, and the physics cannot see a
+    # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
+    guessed = "layout_guessed" in layout_flags
+    if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed:
+        return dig
+    names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
+                            else [])
+    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
+    ink_rows = find_ink_rows(paper, fit)
+    for name in names:
+        again = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
+        if again is None:
+            continue
+        score = consistency_score(again.signal, again.fs)
+        tried.append({"layout": name, "placement": "from the page", "score_db": round(score, 2)})
+        if score >= best_score:
+            best, best_score = again, score
+    best.quality["hypotheses"] = tried
+    return best
+
+
+def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
+                  ink_rows: tuple[list[float], list[np.ndarray]], offset: tuple[float, float], pulses: list[Pulse],
+                  paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg | None:
+    """The page read in layout ``name`` placed from the page (None when the page does not show the rows its limb
+    leads need); ``ink_rows`` is :func:`ink_rows` of the page. The prototype's seed-3x4 restarts every column at
+    0 s, which no printer does: not placed."""
+    if name == "seed-3x4":
+        return None
+    lay = make_layout(name, paper_speed)
+    windows = law_windows(lay)
+    ink_rows, row_cols = ink_rows
+    n_rows = 1 + max(c.row for c in lay.cells)
+    table_rows = [lay.cells_of_row(r)[0].baseline_mm + offset[1] for r in range(n_rows)]
+    row_pitch = float(np.median(np.diff(table_rows))) if n_rows > 1 else 20.0
+    rows = match_rows(table_rows, ink_rows, 0.5 * row_pitch)
+    if not windows or any(rows[r] is None for w in windows for r in w.rows) or not row_cols:
+        return None
+    u_start = min(float(paper.u_of(cols[0])) for cols in row_cols) - 2.0
+    u_end = max(float(paper.u_of(cols[-1])) for cols in row_cols) + 2.0
+    strips = _read_strips(paper, rows, min(row_pitch, 20.0), u_start, u_end)
+    x0_table = offset[0] + lay.cells[0].x_mm + (lay.pulse_mm if lay.cells[0].pulse else 0.0)
+    # Where the rows end in trace, their end places the origin (a pulse's flat lead-out before the first lead looks
+    # like trace); where they end in a pulse, their start does (best_origin without row_s).
+    law_rows = sorted({r for w in windows for r in w.rows})
+    trailing = sum(_ends_in_pulse(strips[r], gain) for r in law_rows)
+    row_s = None if 2 * trailing > len(law_rows) else min(max(c.t1 for c in lay.cells if c.row == r) for r in law_rows)
+    found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s)
+    if found is None:
+        return None
+    x0, _ = found
+    # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
+    # found on the page keep the layout table's place, moved as the found rows moved.
+    shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))
+    baselines = []
+    for r in range(n_rows):
+        values = strips[r][np.isfinite(strips[r])] if rows[r] is not None else np.empty(0)
+        baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
+    cells = place_cells(lay, x0, baselines, paper_speed)
+    flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
+    # The gain from pulses printed before or after the rows (of any shape); else the given one. The table reading's
+    # pulse measurement is not used: its cells were placed where this reading says they are not.
+    heights = []
+    row_n = int(round(lay.row_mm / SEARCH_STEP_MM))
+    start = int(round((x0 - u_start) / SEARCH_STEP_MM))
+    span = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
+    for r in law_rows:
+        for lo, hi in ((start - span, start), (start + row_n - span, start + row_n + span)):
+            levels = pulse_levels(strips[r, max(lo, 0): max(hi, 0)])
+            if levels is not None:
+                heights.append(levels[0] - levels[1])
+    used_gain = gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
+    again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
+                        paper_speed, used_gain, pulses, flags)
+    again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
+    again.quality["placement"] = "from the page"
+    return again
+
+
+def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
+    """Whether a row read across the page (sampled every SEARCH_STEP_MM) ends in a calibration pulse: in its last
+    PULSE_SEARCH_MM of trace, two flat levels 1 mV apart at the given or a standard gain, the top one held for at
+    least PULSE_TOP_MIN_MM in one stretch."""
+    read = np.flatnonzero(np.isfinite(strip))
+    if not read.size:
+        return False
+    last = int(read[-1])
+    tail = strip[max(0, last + 1 - int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))): last + 1]
+    levels = pulse_levels(tail)
+    if levels is None:
+        return False
+    height = (levels[0] - levels[1]) / CALIBRATION_MV
+    if not any(abs(height - g) <= 0.15 * g for g in {gain, *GAINS}):
+        return False
+    at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
+    longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)
+                   if run.size and run[0]), default=0)
+    return longest * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
+
+
+def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_start: float, u_end: float) -> np.ndarray:
+    """Each row of trace read across the whole page (one long cell per row, tracked like lead cells), sampled every
+    SEARCH_STEP_MM from ``u_start``: (len(rows), n) paper v in mm, NaN where not read or where the row is None."""
+    placed = [(r, v) for r, v in enumerate(rows) if v is not None]
+    cells = [LeadCell(LEAD_NAMES[k % len(LEAD_NAMES)], r, 0, u_start, v - row_h / 2 - 1.0, u_end - u_start, row_h,
+                      0.0, 1.0, False) for k, (r, v) in enumerate(placed)]
+    # One tracking pass, without settling the ink that two rows' paths share (_owners): the time-origin search needs
+    # the rows' shapes, not every crossing QRS, and this read is as long as a whole page's.
+    touch = TOUCH_PX / paper.px_per_mm
+    columns = [cell_columns(paper, cell, RUN_SPLIT_MM) for cell in cells]
+    paths = track_all(columns, touch)
+    grid = u_start + np.arange(int(np.floor((u_end - u_start) / SEARCH_STEP_MM)) + 1) * SEARCH_STEP_MM
+    strips = np.full((len(rows), len(grid)), np.nan)
+    for (r, _), col, path in zip(placed, columns, paths):
+        u, v = column_values(col.runs, path, col.n_cols, paper.px_per_mm)
+        strips[r] = resample(u, v, grid, max_gap_s=2.0)
+    return strips
+
+
+def digitize_photo(
+    rgb: np.ndarray,
+    segmenter: Any = None,
+    layout: str = "auto",
+    fs: int = 100,
+    lead_boxes: list[LeadBox] | None = None,
+    paper_speed: float = DEFAULT_PAPER_SPEED,
+    gain: float = DEFAULT_GAIN,
+    on_step: Callable[[str], None] | None = None,
+) -> DigitizedEcg:
+    """Segment an RGB photo (uint8 HxWx3) and digitise it. ``segmenter`` defaults to the shipped U-Net
+    (:func:`ecgcore.read.segmentation.load_segmenter`), which raises ModelError when its weights are missing."""
+    if segmenter is None:
+        from ecgcore.read.segmentation import load_segmenter
+
+        segmenter = load_segmenter()
+    if on_step:
+        on_step("segmenting")
+    from ecgcore.read.segmentation import segment_with_margin
+
+    class_map, margin = segment_with_margin(segmenter, rgb)
+    if on_step:
+        on_step("digitising")
+    dig = digitize(class_map, layout=layout, fs=fs, lead_boxes=lead_boxes, paper_speed=paper_speed, gain=gain,
+                   curve_margin=margin)
+    dig.class_map = class_map
+    return dig
+
+
+def wfdb_record_name(name: str) -> str:
+    """A valid WFDB record name made from any file name stem: accents dropped (``é`` -> ``e``), every run of other
+    characters (spaces, ``:``, ``(``, ``.``, ``-``, non-Latin letters) one ``_``, no ``_`` at either end, at most
+    WFDB_RECORD_NAME_MAX characters; ``ecg`` when nothing is left. ``patient ecg (1)`` -> ``patient_ecg_1``."""
+    ascii_name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode("ascii")
+    record = re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_")[:WFDB_RECORD_NAME_MAX].strip("_")
+    return record or WFDB_DEFAULT_RECORD_NAME
+
+
+def write_wfdb(dig: DigitizedEcg, out_dir: str | Path, stem: str) -> Path:
+    """Write ``OUT/NAME.hea`` and ``OUT/NAME.dat`` with wfdb.wrsamp, NAME being :func:`wfdb_record_name` of ``stem``
+    (wfdb writes any name but cannot read back a header whose record name breaks the WFDB rule): 12 signals in mV
+    (1 uV steps), NaN kept as WFDB's missing-sample value. Both files appear at once (written in a temporary folder,
+    then renamed). Returns the record path without extension."""
+    import wfdb
+
+    stem = wfdb_record_name(stem)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{stem}-") as tmp:
+        wfdb.wrsamp(
+            stem,
+            fs=dig.fs,
+            units=["mV"] * len(LEAD_NAMES),
+            sig_name=list(LEAD_NAMES),
+            p_signal=np.clip(dig.signal.astype(np.float64), -32.0, 32.0),
+            fmt=["16"] * len(LEAD_NAMES),
+            adc_gain=[1000.0] * len(LEAD_NAMES),
+            baseline=[0] * len(LEAD_NAMES),
+            comments=[f"digitised by ECG Lab; layout {dig.layout}; px_per_mm {dig.px_per_mm:.3f}"],
+            write_dir=tmp,
+        )
+        for ext in (".dat", ".hea"):  # header last: a record whose header exists is complete
+            os.replace(Path(tmp) / f"{stem}{ext}", out_dir / f"{stem}{ext}")
+    return out_dir / stem
+
+
+def overlay_traces(image: np.ndarray, dig: DigitizedEcg, thickness: int = 2) -> np.ndarray:
+    """The image (RGB, or a class map shown as grey) with the lead boxes and the extracted traces drawn on it."""
+    if image.ndim == 2:
+        grey = np.full(image.shape, 255, np.uint8)
+        grey[image == CURVE] = 0
+        grey[(image > 0) & (image != CURVE)] = 200
+        out = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    else:
+        out = image.copy()
+    from ecgcore.synth.photo import DRAW_REACH, box_outline
+
+    for box in dig.leads:
+        drawable = box_outline(box.quad, out.shape, (3, 14))
+        if drawable is None:
+            continue
+        poly, org = drawable
+        cv2.polylines(out, [poly], True, (20, 160, 40), 1, cv2.LINE_AA)
+        cv2.putText(out, box.name, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 120, 40), 1, cv2.LINE_AA)
+    reach = DRAW_REACH * max(out.shape[:2])
+    for _, xy in dig.traces:
+        ok = np.isfinite(xy).all(axis=1) & (np.abs(xy) <= reach).all(axis=1)
+        # break the polyline at gaps so that missing stretches stay visibly missing
+        edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+        parts = [np.round(xy[a:b] * 16).astype(np.int32) for a, b in zip(edges[::2], edges[1::2]) if b - a >= 2]
+        if parts:
+            cv2.polylines(out, parts, False, (0, 90, 255), thickness, cv2.LINE_AA, 4)
+    return out
+
+
+# --- inputs ----------------------------------------------------------------------------------------------------
+
+
+def _check_inputs(class_map: np.ndarray, layout: str, fs: int, paper_speed: float, gain: float) -> np.ndarray:
+    class_map = np.asarray(class_map)
+    if class_map.ndim != 2:
+        raise DigitizationError(f"the class map must be 2-D (height x width), not shape {class_map.shape}.")
+    if min(class_map.shape) < MIN_SIDE_PX:
+        h, w = class_map.shape
+        raise DigitizationError(f"the image is only {w}x{h} pixels; reading an ECG needs at least {MIN_SIDE_PX} px a side.")
+    if layout != "auto" and layout not in LAYOUT_NAMES:
+        raise DigitizationError(f"unknown layout {layout!r}; choose auto or one of {', '.join(LAYOUT_NAMES)}.")
+    if fs not in SUPPORTED_FS:
+        raise DigitizationError(f"the output rate must be 100 or 500 Hz, not {fs}.")
+    if paper_speed not in PAPER_SPEEDS:
+        raise DigitizationError(f"paper speed must be one of {PAPER_SPEEDS} mm/s, not {paper_speed}.")
+    if gain not in GAINS:
+        raise DigitizationError(f"gain must be one of {GAINS} mm/mV, not {gain}.")
+    if int(np.count_nonzero(class_map == CURVE)) < MIN_CURVE_PIXELS:
+        raise DigitizationError("no ECG grid/trace found: the image shows no ECG trace.")
+    return class_map.astype(np.uint8, copy=False)
+
+
+def check_lead_boxes(boxes: list[LeadBox], image_shape: tuple[int, ...]) -> None:
+    """Refuse, with one sentence, lead boxes that cannot be read: too many, a lead name that does not exist, seconds
+    outside 0..MAX_RECORD_S, or a box that is not on the image (``image_shape``: the class map's (H, W)). The
+    record's length and every lead cell's size follow from the boxes, so each must be bounded before reading."""
+    if len(boxes) > MAX_LEAD_BOXES:
+        raise DigitizationError(f"{len(boxes)} lead boxes given; a page holds at most {MAX_LEAD_BOXES}.")
+    h, w = image_shape[:2]
+    for box in boxes:
+        if box.name not in LEAD_INDEX:
+            raise DigitizationError(f"lead box {box.name!r} is not one of {', '.join(LEAD_NAMES)}.")
+        t0, t1 = float(box.t0), float(box.t1)
+        if not (np.isfinite([t0, t1]).all() and 0 <= t0 < t1 <= MAX_RECORD_S):
+            raise DigitizationError(f"lead box {box.name}: its seconds must satisfy 0 <= t0 < t1 <= {MAX_RECORD_S:g} "
+                                    f"(a record of at most {MAX_RECORD_S:g} s), not t0 = {box.t0}, t1 = {box.t1}.")
+        quad = np.asarray(box.quad, np.float64)
+        if quad.shape != (4, 2) or not np.isfinite(quad).all():
+            raise DigitizationError(f"lead box {box.name} needs four corners with finite pixel coordinates.")
+        x0, y0 = quad.min(axis=0)
+        x1, y1 = quad.max(axis=0)
+        if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
+            raise DigitizationError(f"lead box {box.name} (x {x0:.0f} to {x1:.0f}, y {y0:.0f} to {y1:.0f} px) is not "
+                                    f"on the {w}x{h} px image.")

@@ -1,0 +1,136 @@
+"""Limb-lead physics: a quality measure of a reading that needs no ground truth.
+
+Every electrocardiograph records I and II and derives III = II - I, aVR = -(I + II)/2, aVL = I - II/2 and
+aVF = II - I/2. So on any right reading of any printout
+
+- Einthoven: I + III - II = 0, and
+- Goldberger: aVR + aVL + aVF = 0,
+
+wherever those leads share time. Per law, the consistency is 10 log10(mean energy of its leads / energy of the
+residual), each lead's median removed, over the samples where all its leads are read. True PTB-XL records score
+15-24 dB; a swapped lead, an inverted lead, a row read from the wrong place or a column 50 ms off fall below 0 dB.
+
+:func:`assess_reading` turns the two figures, the agreement of leads a layout shows twice and the digitiser's own
+flags into a :class:`Reading`: ``reliable`` true or false, with the reasons in words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecgcore.constants import LEAD_INDEX
+
+# law name -> ((lead, coefficient), ...) whose weighted sum is zero on a true recording
+LIMB_LAWS: dict[str, tuple[tuple[str, float], ...]] = {
+    "einthoven": (("I", 1.0), ("III", 1.0), ("II", -1.0)),
+    "goldberger": (("aVR", 1.0), ("aVL", 1.0), ("aVF", 1.0)),
+}
+RELIABLE_MIN_DB = 5.0  # each law at least this on a reading called reliable
+MIN_SHARED_S = 0.5  # a law is measured over at least this much time that all its leads share
+MIN_LAW_RMS_MV = 0.02  # leads this flat (RMS, mean over the law's leads) say nothing: not measured
+MAX_DB = 60.0  # a residual of zero (a lead derived from the others) is reported as this
+REPEAT_R_MIN = 0.8  # leads a layout shows twice must agree at least this well (Pearson r)
+MIN_LEADS_READ = 10  # of 12 leads, read along most of their window
+
+
+def law_db(signal: np.ndarray, fs: int, law: str) -> float | None:
+    """One limb-lead law's consistency in dB on a (n, 12) mV signal (NaN where not read), or None when its leads
+    share less than MIN_SHARED_S of read time or are too flat to tell anything."""
+    leads = LIMB_LAWS[law]
+    x = np.asarray(signal, np.float64)[:, [LEAD_INDEX[name] for name, _ in leads]]
+    shared = np.isfinite(x).all(axis=1)
+    if shared.sum() < max(2, int(round(MIN_SHARED_S * fs))):
+        return None
+    return residual_db(x[shared], np.array([c for _, c in leads]))
+
+
+def residual_db(x: np.ndarray, coefficients: np.ndarray) -> float | None:
+    """10 log10(mean energy of the columns of ``x`` / energy of ``x @ coefficients``), each column's median removed;
+    ``x`` is (n, k) with no NaN. None when the columns are too flat to tell anything (see MIN_LAW_RMS_MV)."""
+    x = x - np.median(x, axis=0)
+    energy = float(np.mean(np.sum(x**2, axis=0)))
+    if len(x) == 0 or energy / len(x) < MIN_LAW_RMS_MV**2:
+        return None
+    residual = float(np.sum((x @ coefficients) ** 2))
+    if residual <= energy * 10 ** (-MAX_DB / 10):
+        return MAX_DB
+    return float(10.0 * np.log10(energy / residual))
+
+
+def limb_consistency(signal: np.ndarray, fs: int) -> dict[str, float | None]:
+    """Both laws, rounded: ``{"einthoven_db": ..., "goldberger_db": ...}`` (None where not measurable)."""
+    out: dict[str, float | None] = {}
+    for law in LIMB_LAWS:
+        db = law_db(signal, fs, law)
+        out[f"{law}_db"] = None if db is None else round(db, 2)
+    return out
+
+
+def consistency_score(signal: np.ndarray, fs: int) -> float:
+    """One number for choosing between readings of the same page: the weaker law's dB, capped at 25 dB (beyond
+    that a reading is as right as a true record), and -10 dB for a law that cannot be measured (its leads not read
+    together: a reading that misses a lead must not win by that)."""
+    values = [law_db(signal, fs, law) for law in LIMB_LAWS]
+    return float(min(min(v, 25.0) if v is not None else -10.0 for v in values))
+
+
+@dataclass
+class Reading:
+    """Whether a digitised record can be trusted, and why not: the ``reading`` object of ``classify --json``."""
+
+    reliable: bool
+    einthoven_db: float | None
+    goldberger_db: float | None
+    repeats_r: float | None
+    reasons: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def reading_of(record: Any) -> Reading:
+    """:func:`assess_reading` of a digitised record (anything with ``signal``, ``fs`` and, optionally,
+    ``quality`` and ``layout_source``, as ecgcore.read.digitize.DigitizedEcg): the one way every caller judges a
+    reading. Forced layouts and hand-drawn boxes go through the same rules (layout_source only names who chose
+    them)."""
+    return assess_reading(np.asarray(record.signal), int(record.fs), getattr(record, "quality", None) or {},
+                          getattr(record, "layout_source", "auto"))
+
+
+def assess_reading(signal: np.ndarray, fs: int, quality: dict[str, Any] | None = None,
+                   layout_source: str = "auto") -> Reading:
+    """Judge a reading: reliable only when both limb-lead laws hold at >= RELIABLE_MIN_DB, leads shown twice agree,
+    at least MIN_LEADS_READ leads were read and the grid fit is sound. ``quality`` is the digitiser's report
+    (DigitizedEcg.quality); ``layout_source`` says whether a person chose the layout or drew the boxes, which
+    changes nothing in the rules (a forced layout is checked like any other) but is named in the reasons."""
+    quality = quality or {}
+    laws = limb_consistency(signal, fs)
+    reasons: list[str] = []
+    names = {"einthoven_db": "I + III = II (Einthoven)", "goldberger_db": "aVR + aVL + aVF = 0 (Goldberger)"}
+    for key, words in names.items():
+        db = laws[key]
+        if db is None:
+            reasons.append(f"the limb leads of {words} were not all read at the same time, so the reading cannot be "
+                           "checked against it")
+        elif db < RELIABLE_MIN_DB:
+            reasons.append(f"the limb leads break {words}: {db:.1f} dB where any true recording gives at least "
+                           f"{RELIABLE_MIN_DB:g} dB; rows, columns or lead names were probably misread")
+    repeats = quality.get("repeats_r_median")
+    if repeats is not None and repeats < REPEAT_R_MIN:
+        reasons.append(f"a lead printed twice reads differently in its two places (r {repeats:.2f})")
+    leads = quality.get("leads") or {}
+    if leads:
+        n_read = sum(1 for entry in leads.values() if entry.get("coverage", 0.0) >= 0.5)
+        if n_read < MIN_LEADS_READ:
+            reasons.append(f"only {n_read} of 12 leads were read along at least half of their window")
+    flags = quality.get("flags") or []
+    if "grid_fit_poor" in flags:
+        reasons.append("the ECG paper's grid could not be fitted well")
+    if reasons and layout_source in ("given", "boxes"):
+        who = "the layout you chose" if layout_source == "given" else "the lead boxes you drew"
+        reasons.append(f"(read with {who})")
+    return Reading(reliable=not reasons, einthoven_db=laws["einthoven_db"], goldberger_db=laws["goldberger_db"],
+                   repeats_r=None if repeats is None else round(float(repeats), 3), reasons=reasons)

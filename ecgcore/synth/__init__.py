@@ -1,0 +1,1 @@
+"""PTB-V synthesis: the parameter schema, printer styles, paper rendering and the simulated photo."""

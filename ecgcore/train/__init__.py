@@ -1,0 +1,1 @@
+"""Training and evaluating the models: trainers, their checkpoints, lead crops, held-out scoring."""
