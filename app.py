@@ -43,17 +43,8 @@ def home() -> None:
     left, right = st.columns(2)
     with left:
         if db is not None:
-            meta = db.metadata
-            st.success(f"PTB-XL: {len(meta):,} records at `{db.root}`.")
-            counts = meta["label"].value_counts()
-            st.dataframe(
-                [{"class": label, "records": int(counts.get(label, 0)),
-                  "train (folds 1-8)": int(((meta["label"] == label) & meta["strat_fold"].between(1, 8)).sum()),
-                  "validation (9)": int(((meta["label"] == label) & (meta["strat_fold"] == 9)).sum()),
-                  "test (10)": int(((meta["label"] == label) & (meta["strat_fold"] == 10)).sum())}
-                 for label in ("normal", "non_mi_abnormality", "mi")],
-                hide_index=True,
-            )
+            st.success(f"PTB-XL: {len(db.metadata):,} records at `{db.root}`.")
+            st.dataframe(db.fold_counts(), hide_index=True)
         else:
             st.warning(note)
         st.info("Built-in synthetic 12-lead signals are always available: every page and job runs without downloads. "

@@ -16,11 +16,15 @@ import numpy as np
 import pandas as pd
 
 from ecgcore.constants import (
+    LABELS,
     LEAD_ALIASES,
     LEAD_NAMES,
     MI_CODES,
     NORMAL_MIN_LIKELIHOOD,
     SYNTHETIC_LABEL,
+    TEST_FOLDS,
+    TRAIN_FOLDS,
+    VALIDATION_FOLDS,
 )
 from ecgcore.errors import DataSourceError  # noqa: F401  (raised here; defined with the other user errors)
 
@@ -73,6 +77,18 @@ class PtbXl:
             raise DataSourceError(f"{self.root} has no ptbxl_database.csv, so it is not a PTB-XL folder; {DOWNLOAD_HINT}.")
         if not (self.root / "records100").is_dir() and not (self.root / "records500").is_dir():
             raise DataSourceError(f"{self.root} has neither records100/ nor records500/; {DOWNLOAD_HINT}.")
+
+    def fold_counts(self) -> list[dict[str, int | str]]:
+        """Records per diagnostic class in the whole subset and in the train, validation and test folds."""
+        meta = self.metadata
+        rows = []
+        for label in LABELS:
+            of_label = meta["label"] == label
+            rows.append({"class": label, "records": int(of_label.sum()),
+                         f"train (folds {_span(TRAIN_FOLDS)})": int((of_label & meta["strat_fold"].isin(TRAIN_FOLDS)).sum()),
+                         f"validation ({_span(VALIDATION_FOLDS)})": int((of_label & meta["strat_fold"].isin(VALIDATION_FOLDS)).sum()),
+                         f"test ({_span(TEST_FOLDS)})": int((of_label & meta["strat_fold"].isin(TEST_FOLDS)).sum())})
+        return rows
 
     @cached_property
     def metadata(self) -> pd.DataFrame:
@@ -229,3 +245,8 @@ def _rotation(yaw: float, pitch: float) -> np.ndarray:
     about_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     about_x = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
     return about_y @ about_x
+
+
+def _span(folds: tuple[int, ...]) -> str:
+    """(1, ..., 8) -> '1-8'; (9,) -> '9'."""
+    return f"{folds[0]}-{folds[-1]}" if len(folds) > 1 and list(folds) == list(range(folds[0], folds[-1] + 1)) else ",".join(map(str, folds))

@@ -26,7 +26,7 @@ from ecgcore.errors import DigitizationError, ModelError, UserError  # noqa: E40
 from ecgcore.imageio import UPLOAD_TYPES, ImageError, read_image  # noqa: E402
 from ecgcore.layouts import LAYOUT_NAMES  # noqa: E402
 from ecgcore.logs import internal_error  # noqa: E402
-from ecgcore.read.analyze import DISCLAIMER  # noqa: E402
+from ecgcore.read.analyze import DISCLAIMER, explain_analysis  # noqa: E402
 from ecgcore.read.digitize import wfdb_record_name  # noqa: E402
 from ecgcore.read.isolate import WorkerError, analyze_with_weights, reread_with_weights  # noqa: E402
 from ecgcore.workspace import UPLOADS, WorkspaceError, list_datasets, safe_join, subdir, workspace_root  # noqa: E402
@@ -118,7 +118,7 @@ def run_analysis(rgb: np.ndarray, layout: str):
     try:
         weights, stamps = active_weights(workspace_root())  # the Home page's choice, loaded once by the worker
         # In a worker process: an image that makes the reader run away in memory or time costs that worker, never
-        # the server. The attribution costs more than the verdict: it is computed when asked for (explain_analysis).
+        # the server. The attribution costs more than the verdict: it is computed when asked for (explained).
         analysis = analysis_worker().call(analyze_with_weights, rgb, layout, weights, stamps, on_progress=on_step)
     except WorkerError as exc:
         return None, ("limit", str(exc))
@@ -133,16 +133,11 @@ def run_analysis(rgb: np.ndarray, layout: str):
     return analysis, None
 
 
-def explain_analysis(analysis):
+def explained(analysis):
     """The same analysis with the attributions (signal model per lead and time; image model on the photo)."""
-    from ecgcore.read.analyze import KnownClassMap, analyze_photo
-
     _, classifiers = load_active_models(workspace_root())
     with st.spinner("Computing where the models looked..."):
-        explained = analyze_photo(rgb, layout=layout, segmenter=KnownClassMap(analysis.class_map, analysis.curve_margin),
-                                  classifiers=classifiers, explain=True)
-    explained.timings_ms = {**analysis.timings_ms, "explain": explained.timings_ms.get("explain", 0.0)}
-    return explained
+        return explain_analysis(rgb, analysis, layout, classifiers)
 
 
 key = (digest, layout)
@@ -178,7 +173,7 @@ if problem is not None:
     st.stop()
 
 if (state.get("cls_attr") or state.get("cls_show_heat")) and analysis.signal_attribution is None:
-    analysis = explain_analysis(analysis)
+    analysis = explained(analysis)
     state["cls_result"] = (analysis, None)
 # The result shown: the automatic analysis, or its re-reading with the boxes a person corrected. Both are Analyses
 # made by analyze_photo, so both carry the Reading that decides how the verdict is presented.

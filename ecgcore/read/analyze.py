@@ -282,3 +282,12 @@ def release_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
             pass
+
+
+def explain_analysis(rgb: np.ndarray, analysis: Analysis, layout: str = "auto", classifiers=None) -> Analysis:
+    """``analysis`` with the attributions added (signal model per lead and time; image model on the photo): the same
+    reading of the same class map (``layout`` as first asked), not a new segmentation; the timings keep the first run's and add "explain"."""
+    explained = analyze_photo(rgb, layout=layout, segmenter=KnownClassMap(analysis.class_map, analysis.curve_margin),
+                              classifiers=classifiers, explain=True)
+    explained.timings_ms = {**analysis.timings_ms, "explain": explained.timings_ms.get("explain", 0.0)}
+    return explained
