@@ -35,6 +35,10 @@ class JobError(UserError):
     """A job cannot be launched, cancelled or resumed as asked; one sentence."""
 
 
+class ConfigError(UserError):
+    """A training setting is out of range; the message names the setting."""
+
+
 class ModelError(UserError):
     """Model weights are missing, corrupt, or do not match their model card."""
 

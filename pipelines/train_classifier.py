@@ -17,8 +17,9 @@ import json
 import shlex
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from ecgcore.signals import DataSourceError, default_ptbxl_dir
 from ecgcore.train.checkpoints import CONFIG_FILE, EXPORT_DIR
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` given on the command line (the config's own defaults stand for the rest)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -93,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.noise["p_clean"] = args.p_clean
         if args.aux_weight is not None and not 0.0 <= args.aux_weight <= 10.0:
             fail(f"--aux-weight must be between 0 and 10, not {args.aux_weight}")
-        for name in ("epochs", "batch_size", "lr", "patience", "aux_weight", "aux_min_count"):
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
+        cfg = replace(cfg, **_given(args, "epochs", "batch_size", "lr", "patience", "aux_weight", "aux_min_count"))
         _check_resume(args.out, asdict(cfg))
         card = train_signal(cfg, ptbxl, args.out, command=command, export_only=args.export_only)
     else:
@@ -103,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.data is None:
             fail("--kind image needs --data CLS_DIR (made by python -m pipelines.build_classification_set)")
-        cfg = ImageTrainConfig(seed=args.seed)
-        for name in ("epochs", "batch_size", "lr", "patience"):
-            if getattr(args, name) is not None:
-                setattr(cfg, name, getattr(args, name))
+        cfg = ImageTrainConfig(seed=args.seed, **_given(args, "epochs", "batch_size", "lr", "patience"))
         _check_resume(args.out, asdict(cfg))
         card = train_image(cfg, args.data, args.out, command=command)
     export = args.out / EXPORT_DIR

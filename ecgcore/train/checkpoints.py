@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ecgcore.errors import ModelError
+from ecgcore.errors import ConfigError, ModelError
 
 T = TypeVar("T")
 
@@ -99,3 +99,16 @@ def drop_history_from(path: Path, epoch: int, member: int | None = None) -> None
             continue
         kept.append(line + "\n")
     write_atomic(path, "".join(kept))
+
+
+def check_settings(cfg: Any, ranges: dict[str, tuple[float | None, float | None]]) -> None:
+    """A training config's checks, for every caller (the CLI, the Jobs page, a script): each named field lies in its
+    [low, high] range (None: open); ConfigError naming the first that does not."""
+    for name, (low, high) in ranges.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, not {value!r}.")
+        if low is not None and value < low or high is not None and value > high:
+            bound = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                     else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise ConfigError(f"{name} must be {bound}, not {value}.")

@@ -27,6 +27,7 @@ from ecgcore.train.checkpoints import (
     DONE_FILE,
     EXPORT_DIR,
     HISTORY_FILE,
+    check_settings,
     drop_history_from,
     load_checkpoint,
     save_checkpoint,
@@ -64,6 +65,10 @@ class ImageTrainConfig:
     train_folds: tuple[int, ...] = TRAIN_FOLDS
     validation_folds: tuple[int, ...] = VALIDATION_FOLDS
     test_folds: tuple[int, ...] = TEST_FOLDS
+
+    def __post_init__(self) -> None:
+        check_settings(self, {"epochs": (1, None), "batch_size": (1, None), "lr": (0, 1), "weight_decay": (0, 1),
+                              "focal_gamma": (0, 10), "patience": (1, None), "seed": (0, None)})
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, gamma: float) -> torch.Tensor:

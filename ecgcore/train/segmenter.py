@@ -36,7 +36,7 @@ import numpy as np
 
 from ecgcore.constants import CLASS_NAMES, CURVE, N_CLASSES, TRAIN_FOLDS
 from ecgcore.dataset import DatasetError, Sample, discarded_ids, iter_samples, open_dataset
-from ecgcore.errors import ModelError
+from ecgcore.errors import ConfigError, ModelError
 from ecgcore.read.segmentation import (
     DEFAULT_MODEL_CONFIG,
     build_model,
@@ -46,7 +46,7 @@ from ecgcore.read.segmentation import (
     save_weights,
     segmenter_from_model,
 )
-from ecgcore.train.checkpoints import CONFIG_FILE, restore_checkpoint
+from ecgcore.train.checkpoints import CONFIG_FILE, check_settings, restore_checkpoint
 from ecgcore.train.checkpoints import atomic_torch_save as _atomic_torch_save  # a module name the fault tests patch
 from ecgcore.train.crops import crop_quad, is_crops_folder, jitter_quad, load_crop, read_crops_index
 
@@ -84,6 +84,16 @@ class TrainConfig:
     init: str = ""  # .safetensors to start from (fine-tuning); its architecture must be ``model``
     init_partial: bool = False  # with init: another architecture is allowed; tensors of matching name and shape load
     model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL_CONFIG))
+
+    def __post_init__(self) -> None:
+        check_settings(self, {"val_fraction": (0, 0.5), "val_samples": (0, None), "epochs": (1, None),
+                              "steps_per_epoch": (1, None), "batch_size": (1, None), "crop": (64, 4096),
+                              "crops_per_photo": (1, None), "lead_crop_p": (0, 1), "lr": (0, 1),
+                              "weight_decay": (0, 1), "warmup_steps": (0, None), "min_lr_fraction": (0, 1),
+                              "dice_weight": (0, None), "patience": (1, None), "max_minutes": (0, None),
+                              "threads": (0, None), "workers": (0, None), "seed": (0, None)})
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda, not {self.device!r}.")
 
 
 # --- data -----------------------------------------------------------------------------------------------------

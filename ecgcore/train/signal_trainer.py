@@ -43,6 +43,7 @@ from ecgcore.train.checkpoints import (
     DONE_FILE,
     EXPORT_DIR,
     HISTORY_FILE,
+    check_settings,
     drop_history_from,
     load_checkpoint,
     save_checkpoint,
@@ -235,6 +236,11 @@ class SignalTrainConfig:
     train_folds: tuple[int, ...] = TRAIN_FOLDS
     validation_folds: tuple[int, ...] = VALIDATION_FOLDS
     test_folds: tuple[int, ...] = TEST_FOLDS
+
+    def __post_init__(self) -> None:
+        check_settings(self, {"epochs": (1, None), "batch_size": (1, None), "lr": (0, 1), "weight_decay": (0, 1),
+                              "label_smoothing": (0, 0.5), "aux_weight": (0, 10), "aux_min_count": (1, None),
+                              "patience": (1, None), "members": (1, 20), "seed": (0, None)})
 
 
 def class_weights(labels: np.ndarray, n_classes: int = len(LABELS)) -> np.ndarray:
