@@ -42,9 +42,6 @@ from ecgcore.train.metrics import (
     softmax,
 )
 
-MI = LABEL_INDEX["mi"]
-
-
 # --- image model --------------------------------------------------------------------------------------------
 
 

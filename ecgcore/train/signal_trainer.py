@@ -58,9 +58,6 @@ from ecgcore.train.metrics import (
     softmax,
 )
 
-MI = LABEL_INDEX["mi"]
-
-
 # --- signal data and augmentation ----------------------------------------------------------------------
 
 
