@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ecgcore.progress import Reporter
+from ecgcore.train.checkpoints import CONFIG_FILE
 
 from ._cli import fail, run
 
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder in data + val:
         if not Path(folder).is_dir():
             fail(f"data folder {folder} does not exist")
-    if args.resume and (args.out / "config.json").is_file():
-        previous = json.loads((args.out / "config.json").read_text())
+    if args.resume and (args.out / CONFIG_FILE).is_file():
+        previous = json.loads((args.out / CONFIG_FILE).read_text())
         if previous.get("model") != model:
             fail(f"{args.out} was trained with another architecture ({previous.get('model')}); use a new --out")
     cfg = TrainConfig(data=data, out=str(args.out), val=val, val_samples=args.val_samples, epochs=args.epochs,
