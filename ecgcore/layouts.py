@@ -11,7 +11,7 @@ import numpy as np
 
 from ecgcore.constants import CALIBRATION_SEGMENTS_MM, DEFAULT_PAPER_SPEED, LEAD_NAMES, PAGE_SIZES_MM
 
-LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x4+3")
+LAYOUT_NAMES: tuple[str, ...] = ("seed-3x4", "3x4+II", "6x2", "12x1", "3x4", "3x4+3", "6x1")
 
 # Lead grid of the standard 3x4 printout: rows x columns.
 _GRID_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -22,6 +22,10 @@ _RHYTHM_STRIPS: dict[str, tuple[str, ...]] = {"3x4": (), "3x4+II": ("II",), "3x4
 # Layouts whose calibration pulses and rows of trace sit at the same places: pulses cannot tell them apart (the
 # digitiser compares the leads that 3x4+3 shows twice).
 SAME_PULSES: dict[str, str] = {"6x2": "3x4+3", "3x4+3": "6x2"}
+# "6x1" is the first page of a six-channel printout: the six limb leads, 10 s each, in 6x2's rows with 6x2's pulses
+# (its second page, V1-V6, has no limb-lead physics to tell it by and is not read as such). A page with six rows of
+# trace is read as 6x1 when the limb-lead laws also hold where 6x2 would show the chest leads.
+LIMB_PAGE: dict[str, str] = {"6x2": "6x1"}
 MARGIN_MM = 5.0
 FOOTER_MM = 10.0
 
@@ -149,6 +153,13 @@ def make_layout(name: str, paper_speed: float = DEFAULT_PAPER_SPEED) -> Layout:
                 t0 = c * seconds
                 cells.append(LeadCell(lead, r, c, x, MARGIN_MM + r * row_h, w, row_h, t0, t0 + seconds, c == 0))
         rows, width = 6, pulse + 2 * col_w
+    elif name == "6x1":
+        row_h, seconds = 25.0, 10.0
+        for r, lead in enumerate(LEAD_NAMES[:6]):
+            cells.append(
+                LeadCell(lead, r, 0, MARGIN_MM, MARGIN_MM + r * row_h, pulse + seconds * paper_speed, row_h, 0.0, seconds, True)
+            )
+        rows, width = 6, pulse + seconds * paper_speed
     else:  # 12x1
         row_h, seconds = 20.0, 10.0
         for r, lead in enumerate(LEAD_NAMES):

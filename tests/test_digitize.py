@@ -345,7 +345,7 @@ def test_an_unknown_layout_is_asked_for_in_words_and_the_cli_adds_its_option(tmp
     result = _cli(str(tmp_path / "five.png"), "--mask", str(tmp_path / "five_mask.png"), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     line = next(e for e in result.stderr.splitlines() if e.startswith("error:") and "five" in e)
-    assert line.endswith("3x4 or 3x4+3) with --layout NAME."), line
+    assert line.endswith("3x4+3 or 6x1) with --layout NAME."), line
 
 
 def test_cli_bad_inputs_get_one_line_and_exit_2(tmp_path):
@@ -414,3 +414,18 @@ def test_500_hz_output(synthetic):
     assert dig.fs == 500 and dig.signal.shape == (900, 12)
     true_500 = resample_poly(synthetic.signal.astype(np.float64), 5, 1, axis=0)[:900]
     assert np.nanmedian(compare_signals(true_500, dig.signal, 500).snr_db) >= 15.0
+
+
+def test_a_page_of_the_limb_leads_alone_cropped_at_the_right_reads_as_6x1(synthetic):
+    """The first page of a six-channel printout (I..aVF, 10 s each), photographed without its last 2 s: read as
+    6x1 (not 6x2, whose right half would be chest leads), its limb leads in agreement, and never called reliable
+    for a verdict, because the chest leads are not on it."""
+    from ecgcore.read.physics import reading_of
+
+    paper = render(synthetic, "6x1", PaperOptions(px_per_mm=6.0))
+    right = int(paper.leads[0].quad[1, 0] - 2.0 * 25.0 * 6.0)
+    dig = digitize(paper.mask[:, :right].copy())
+    assert dig.layout == "6x1", dig.quality["hypotheses"]
+    assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    reading = reading_of(dig)
+    assert not reading.reliable and any("does not show V1" in r for r in reading.reasons), reading.reasons

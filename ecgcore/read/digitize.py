@@ -61,7 +61,7 @@ from ecgcore.constants import (
     PAPER_SPEEDS,
 )
 from ecgcore.errors import DigitizationError
-from ecgcore.layouts import LAYOUT_NAMES, SAME_PULSES, LeadBox, LeadCell, make_layout
+from ecgcore.layouts import LAYOUT_NAMES, LIMB_PAGE, SAME_PULSES, LeadBox, LeadCell, make_layout
 from ecgcore.read import budget
 from ecgcore.read.digitized import DigitizedEcg
 from ecgcore.read.gridfind import GridFit, find_grid
@@ -154,8 +154,10 @@ def digitize(
     dig = read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
     twin = SAME_PULSES.get(chosen) if source == "auto" else None
     if twin is None:
-        return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
-                        if lay is not None else dig)
+        if lay is None:
+            return _checked(dig)
+        dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
+        return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
     # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and as
     # rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not (it shows other leads).
     alt_lay = make_layout(twin, paper_speed)
@@ -165,7 +167,37 @@ def digitize(
     agree = three_by_four.quality.get("repeats_r_median")
     is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
     dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
-    return _checked(_placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+    dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
+    return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+
+
+def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float], pulses: list[Pulse],
+                  paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg:
+    """A page read as 6x2 read again as the limb leads alone (6x1, ecgcore.layouts.LIMB_PAGE), placed as the 6x2
+    reading was; kept when both limb-lead laws hold at >= RELIABLE_MIN_DB also over the seconds where 6x2 would
+    show the chest leads (chest leads read as limb leads break both laws there)."""
+    name = LIMB_PAGE.get(dig.layout)
+    if name is None or dig.layout_source != "auto":
+        return dig
+    if dig.quality.get("placement") == "from the page":
+        alt = _page_reading(name, dig, paper, fit, find_ink_rows(paper, fit), offset, pulses, paper_speed, gain,
+                            layout_flags)
+    else:
+        lay = make_layout(name, paper_speed)
+        alt = read_cells(paper, fit, list(lay.cells), offset, name, dig.layout_source, lay.duration_s, dig.fs,
+                         paper_speed, gain, pulses, layout_flags)
+    if alt is None:
+        return dig
+    chest_from = min(c.t0 for c in make_layout(dig.layout, paper_speed).cells if c.lead.startswith("V"))
+    later = limb_consistency(alt.signal[int(round(chest_from * alt.fs)):], alt.fs)
+    score = min((db if db is not None else -10.0) for db in later.values())
+    tried = [*dig.quality.get("hypotheses", []),
+             {"layout": name, "placement": alt.quality.get("placement", "layout table"),
+              "score_db": round(consistency_score(alt.signal, alt.fs), 2),
+              f"score_db_from_{chest_from:g}_s": round(score, 2)}]
+    chosen = alt if score >= RELIABLE_MIN_DB else dig
+    chosen.quality["hypotheses"] = tried
+    return chosen
 
 
 def _checked(dig: DigitizedEcg) -> DigitizedEcg:

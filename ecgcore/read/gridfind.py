@@ -12,6 +12,12 @@ The result is a mapping from image pixels to paper millimetres in which every ma
    from the centre outwards, so a strong perspective never has to be guessed from the start.
 4. Curl: what remains of the y = const lines is modelled as a vertical displacement that depends on the paper's x
    only (a sheet curling around a vertical axis), a low-order polynomial of u fitted together with the homography.
+5. Warp: paper that is not flat (a page photographed on a knee, a wavy or creased sheet) bends the lines in ways no
+   homography and curl describe: x = const lines wander by up to a millimetre, which is 40 ms of a row's time. What
+   remains is modelled as a smooth displacement field (du, dv) on a lattice of WARP_NODE_MM, bilinear between its
+   nodes and kept smooth by a penalty on its second differences, fitted to the x = const lines' u residuals and the
+   y = const lines' v residuals. It is kept only where it explains a real part of the residual (flat scans and
+   synthetic photos keep the plain homography + curl).
 
 Paper coordinates ``(u, v)`` are in mm; the paper's own origin is some multiple of 5 mm away, which the layout
 detection in :mod:`ecgcore.read.digitize` settles. Pixel coordinates follow cv2's convention (integer = pixel centre).
@@ -33,12 +39,58 @@ MAX_POINTS = 25_000  # per class, for the fits (subsampled, deterministic): plen
 PITCH_RANGE_PX = (6.0, 400.0)  # plausible major-grid pitch in pixels (1.2 to 80 px/mm)
 INLIER_MM = 1.2  # a grid pixel farther than this from its nearest line does not vote
 CURL_DEGREE = 4  # polynomial degree of the vertical displacement v(u) (terms of degree >= 2 only)
+WARP_NODE_MM = 20.0  # lattice spacing of the smooth displacement field (a wave of paper spans several cells)
+WARP_SMOOTH = 0.1  # weight of the second-difference penalty, relative to the mean data weight of a node
+WARP_MIN_GAIN = 0.25  # the warp is kept when it removes at least this fraction of the residual's RMS ...
+WARP_MIN_MM = 0.15  # ... and moves some part of the paper by at least this much
+WARP_PASSES = 3  # assignment to the nearest line and the field's solve alternate this often
 # What a fit must look like to be an ECG paper's grid (a chart's or a spreadsheet's grid can fit too): the paper is at
 # most an A3 sheet's long side (420 mm) plus a margin a side, and its cells are square, so the two scales agree
 # within what a steep camera angle gives. Everything sized in paper mm downstream (the ink map, the layouts, the
 # lead cells) is bounded by these.
 MAX_PAPER_MM = 450.0
 MAX_ANISOTROPY = 2.0  # larger / smaller of the x and y scales at the grid's centre
+
+
+@dataclass
+class Warp:
+    """A smooth displacement field on the paper: ``at(uv)`` is the (du, dv) in mm to subtract from a point that the
+    homography and curl place at ``uv``. Nodes every ``step`` mm from ``origin``; bilinear between them."""
+
+    origin: tuple[float, float]
+    step: float
+    du: np.ndarray  # (rows, cols) node values, rows along v
+    dv: np.ndarray
+
+    @property
+    def max_mm(self) -> float:
+        return float(max(np.abs(self.du).max(), np.abs(self.dv).max()))
+
+    def at(self, uv: np.ndarray) -> np.ndarray:
+        idx, w = _bilinear(uv, self.origin, self.step, self.du.shape)
+        return np.stack([(self.du.reshape(-1)[idx] * w).sum(axis=1), (self.dv.reshape(-1)[idx] * w).sum(axis=1)], 1)
+
+    def unwarp(self, uv: np.ndarray) -> np.ndarray:
+        """The pre-warp point p with p - at(p) = uv (fixed-point iteration: the field is smooth and small)."""
+        p = uv.copy()
+        for _ in range(6):
+            p = uv + self.at(p)
+        return p
+
+
+def _bilinear(uv: np.ndarray, origin: tuple[float, float], step: float,
+              shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For each point, the flat indices of its four lattice nodes and their bilinear weights, (n, 4) each; points
+    outside the lattice take the nearest cell's extrapolation clamped at its border."""
+    rows, cols = shape
+    fu = np.clip(np.nan_to_num((uv[:, 0] - origin[0]) / step), 0.0, cols - 1.0)  # a point at infinity: the border
+    fv = np.clip(np.nan_to_num((uv[:, 1] - origin[1]) / step), 0.0, rows - 1.0)
+    c0 = np.minimum(np.floor(fu).astype(np.int64), cols - 2)
+    r0 = np.minimum(np.floor(fv).astype(np.int64), rows - 2)
+    a, b = fu - c0, fv - r0
+    idx = np.stack([r0 * cols + c0, r0 * cols + c0 + 1, (r0 + 1) * cols + c0, (r0 + 1) * cols + c0 + 1], axis=1)
+    w = np.stack([(1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b], axis=1)
+    return idx, w
 
 
 @dataclass
@@ -63,6 +115,12 @@ class GridFit:
     lines_y: int
     extent_mm: tuple[float, float, float, float]  # (u_min, u_max, v_min, v_max) of the grid pixels
     pitch_source: str = "major grid"
+    warp: Warp | None = None  # smooth displacement left after homography + curl (None: the paper is flat enough)
+
+    @property
+    def warp_mm(self) -> float:
+        """The largest displacement the warp applies anywhere, mm (0 without a warp)."""
+        return 0.0 if self.warp is None else self.warp.max_mm
 
     def curl(self, u: np.ndarray) -> np.ndarray:
         z = (np.asarray(u, np.float64) - self.curl_centre) / self.curl_scale
@@ -72,11 +130,16 @@ class GridFit:
         """(n, 2) image pixels -> (n, 2) paper mm."""
         uv = _apply_h(self.homography, np.asarray(xy, np.float64).reshape(-1, 2))
         uv[:, 1] -= self.curl(uv[:, 0])
+        if self.warp is not None:
+            uv -= self.warp.at(uv)
         return uv
 
     def to_image(self, uv: np.ndarray) -> np.ndarray:
-        """(n, 2) paper mm -> (n, 2) image pixels (the exact inverse of :meth:`to_paper`)."""
+        """(n, 2) paper mm -> (n, 2) image pixels (the inverse of :meth:`to_paper`; exact without a warp, to far
+        below a pixel with one)."""
         uv = np.asarray(uv, np.float64).reshape(-1, 2).copy()
+        if self.warp is not None:
+            uv = self.warp.unwarp(uv)
         uv[:, 1] += self.curl(uv[:, 0])
         return _apply_h(np.linalg.inv(self.homography), uv)
 
@@ -91,6 +154,7 @@ class GridFit:
             "inlier_fraction": round(self.inlier_fraction, 4),
             "lines": [self.lines_x, self.lines_y],
             "pitch_source": self.pitch_source,
+            "warp_mm": round(self.warp_mm, 3),
             "homography": [round(float(v), 9) for v in self.homography.reshape(-1)],
         }
 
@@ -318,7 +382,88 @@ def _refine(h0: np.ndarray, pts_x: np.ndarray, pts_y: np.ndarray, centre: np.nda
                   float(np.ptp(curl_values)), residual, inliers, lines_x, lines_y, extent)  # type: ignore[arg-type]
     _fill_scales(fit)
     _check_plausible(fit)
+    _add_warp(fit, pts_x, pts_y)
     return fit
+
+
+def _add_warp(fit: GridFit, pts_x: np.ndarray, pts_y: np.ndarray) -> None:
+    """Fit the smooth displacement field of step 5 to the lines' residuals and keep it (updating the fit's residual
+    and inlier figures) when it explains a real part of them."""
+    uv_x, uv_y = fit.to_paper(pts_x), fit.to_paper(pts_y)
+    allpts = np.vstack([uv_x, uv_y])
+    lo = np.floor(allpts.min(axis=0)) - 1.0
+    hi = np.ceil(allpts.max(axis=0)) + 1.0
+    shape = (int(np.ceil((hi[1] - lo[1]) / WARP_NODE_MM)) + 1, int(np.ceil((hi[0] - lo[0]) / WARP_NODE_MM)) + 1)
+    if min(shape) < 3:
+        return  # too small a piece of paper to tell a wave from the homography's own terms
+    origin = (float(lo[0]), float(lo[1]))
+    idx_x, w_x = _bilinear(uv_x, origin, WARP_NODE_MM, shape)
+    idx_y, w_y = _bilinear(uv_y, origin, WARP_NODE_MM, shape)
+    smooth = _second_differences(shape)
+
+    # Each pixel keeps the line that homography and curl assign it: a field free to re-assign could slide a region
+    # onto the next line, 5 mm away, which the lines alone cannot tell from the right one.
+    k_u = np.round(uv_x[:, 0] / MAJOR_MM)
+    k_v = np.round(uv_y[:, 1] / MAJOR_MM)
+
+    def residuals(warp: Warp | None) -> tuple[np.ndarray, np.ndarray]:
+        u = uv_x[:, 0] - (0.0 if warp is None else warp.at(uv_x)[:, 0])
+        v = uv_y[:, 1] - (0.0 if warp is None else warp.at(uv_y)[:, 1])
+        return u - MAJOR_MM * k_u, v - MAJOR_MM * k_v
+
+    def rms(res_u: np.ndarray, res_v: np.ndarray) -> float:
+        both = np.r_[res_u[np.abs(res_u) < INLIER_MM], res_v[np.abs(res_v) < INLIER_MM]]
+        return float(np.sqrt(np.mean(both**2))) if both.size else float("inf")
+
+    res_u, res_v = residuals(None)
+    before = rms(res_u, res_v)
+    warp = None
+    for _ in range(WARP_PASSES):
+        in_u, in_v = np.abs(res_u) < INLIER_MM, np.abs(res_v) < INLIER_MM
+        if in_u.sum() < 50 or in_v.sum() < 50:
+            return
+        du = _solve_field(idx_x[in_u], w_x[in_u], uv_x[in_u, 0] - MAJOR_MM * k_u[in_u], smooth, shape)
+        dv = _solve_field(idx_y[in_v], w_y[in_v], uv_y[in_v, 1] - MAJOR_MM * k_v[in_v], smooth, shape)
+        warp = Warp(origin, WARP_NODE_MM, du, dv)
+        res_u, res_v = residuals(warp)
+    after = rms(res_u, res_v)
+    if warp is None or after > before * (1.0 - WARP_MIN_GAIN) or warp.max_mm < WARP_MIN_MM:
+        return
+    fit.warp = warp
+    in_u, in_v = np.abs(res_u) < INLIER_MM, np.abs(res_v) < INLIER_MM
+    fit.residual_mm = after
+    fit.inlier_fraction = float((in_u.sum() + in_v.sum()) / (len(in_u) + len(in_v)))
+
+
+def _second_differences(shape: tuple[int, int]) -> np.ndarray:
+    """The operator (as a dense matrix) of the lattice's second differences along u and along v."""
+    rows, cols = shape
+    n = rows * cols
+    ops = []
+    for r in range(rows):
+        for c in range(1, cols - 1):
+            row = np.zeros(n)
+            row[[r * cols + c - 1, r * cols + c, r * cols + c + 1]] = (1.0, -2.0, 1.0)
+            ops.append(row)
+    for r in range(1, rows - 1):
+        for c in range(cols):
+            row = np.zeros(n)
+            row[[(r - 1) * cols + c, r * cols + c, (r + 1) * cols + c]] = (1.0, -2.0, 1.0)
+            ops.append(row)
+    return np.array(ops).reshape(-1, n)
+
+
+def _solve_field(idx: np.ndarray, w: np.ndarray, target: np.ndarray, smooth: np.ndarray,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Node values of a bilinear field that best fits ``target`` at the points (node indices ``idx``, weights
+    ``w``), with the second-difference penalty WARP_SMOOTH and a small pull towards zero where no point lies."""
+    n = shape[0] * shape[1]
+    pair = (idx[:, :, None] * n + idx[:, None, :]).reshape(-1)
+    normal = np.bincount(pair, weights=(w[:, :, None] * w[:, None, :]).reshape(-1), minlength=n * n).reshape(n, n)
+    rhs = np.bincount(idx.reshape(-1), weights=(w * target[:, None]).reshape(-1), minlength=n)
+    scale = max(float(np.trace(normal)) / n, 1.0)
+    system = normal + WARP_SMOOTH * scale * (smooth.T @ smooth) + 1e-3 * scale * np.eye(n)
+    return np.linalg.solve(system, rhs).reshape(shape)
 
 
 def _check_plausible(fit: GridFit) -> None:

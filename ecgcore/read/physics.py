@@ -123,8 +123,12 @@ def assess_reading(signal: np.ndarray, fs: int, quality: dict[str, Any] | None =
         reasons.append(f"a lead printed twice reads differently in its two places (r {repeats:.2f})")
     leads = quality.get("leads") or {}
     if leads:
+        missing = [name for name, entry in leads.items() if entry.get("shown") is False]
         n_read = sum(1 for entry in leads.values() if entry.get("coverage", 0.0) >= 0.5)
-        if n_read < MIN_LEADS_READ:
+        if missing:
+            reasons.append(f"the page does not show {', '.join(missing)} ({12 - len(missing)} of 12 leads printed), "
+                           "and the classifiers need all 12")
+        elif n_read < MIN_LEADS_READ:
             reasons.append(f"only {n_read} of 12 leads were read along at least half of their window")
     flags = quality.get("flags") or []
     if "grid_fit_poor" in flags:

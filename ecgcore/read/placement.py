@@ -95,6 +95,8 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
         a_off, b_off = int(round(win.t0 * samples_per_s)), int(round(win.t1 * samples_per_s))
         for i, x0 in enumerate(x0_index):
             a, b = int(x0) + a_off, int(x0) + b_off
+            if b > n and n - a >= 0.5 * (b - a):
+                b = n  # a page cropped at the right (a photo of part of it): the window is read as far as it goes
             if a < 0 or b > n or b <= a:
                 continue
             x = rows[:, a:b].T
