@@ -116,10 +116,10 @@ def run_analysis(rgb: np.ndarray, layout: str):
         bar.progress(min(1.0, fraction), text=STEP_TEXT.get(step, step))
 
     try:
-        weights, stamps = active_weights(workspace_root())  # the Home page's choice, loaded once by the worker
+        weights = active_weights(workspace_root())  # the Home page's choice, loaded once by the worker
         # In a worker process: an image that makes the reader run away in memory or time costs that worker, never
         # the server. The attribution costs more than the verdict: it is computed when asked for (explained).
-        analysis = analysis_worker().call(analyze_with_weights, rgb, layout, weights, stamps, on_progress=on_step)
+        analysis = analysis_worker().call(analyze_with_weights, rgb, layout, weights, on_progress=on_step)
     except WorkerError as exc:
         return None, ("limit", str(exc))
     except ModelError as exc:
@@ -262,10 +262,10 @@ with p2:
                 boxes = rows_to_boxes(edited)
                 # The same path as the automatic reading (known class map, the drawn boxes), in the worker too (boxes
                 # are typed by hand): the re-read gets its own Reading and the same honest presentation.
-                weights, stamps = active_weights(workspace_root())
+                weights = active_weights(workspace_root())
                 state["cls_override"] = analysis_worker().call(
                     reread_with_weights, rgb, analysis.class_map, analysis.curve_margin, analysis.digitized.layout,
-                    boxes, int(dig.fs), weights, stamps)
+                    boxes, int(dig.fs), weights)
                 st.rerun()
             except (UserError, WorkerError) as exc:  # a box that cannot be read, weights gone, a limit reached
                 sentence = str(exc)

@@ -1,7 +1,8 @@
 """Streamlit helpers shared by the pages (Streamlit does not list ``__init__.py`` as a page).
 
-Heavy objects are cached once per server process (``st.cache_resource``): PTB-XL metadata, models. Everything else
-lives in ``ecgcore``; the pages stay thin.
+Heavy objects are loaded once per server process: PTB-XL metadata (``st.cache_resource``) and the models
+(ecgcore.read.models, the one cache the CLIs and the analysis worker use too). Everything else lives in ``ecgcore``;
+the pages stay thin.
 """
 
 from __future__ import annotations
@@ -109,58 +110,25 @@ def shared_images_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _stamp(path: str | None) -> float | None:
-    import os
-
-    try:
-        return os.stat(path).st_mtime if path else None
-    except OSError:
-        return None
-
-
-@st.cache_resource(max_entries=3, show_spinner="Loading the classifiers...")
-def _load_classifiers(signal: str | None, image: str | None, stamps: tuple):
-    from ecgcore.classify.classifiers import load_classifiers
-
-    return load_classifiers(signal, image)
-
-
-@st.cache_resource(max_entries=3, show_spinner="Loading the segmentation model...")
-def _load_segmenter(segmentation: str | None, stamp: float | None):
-    from ecgcore.read.segmentation import load_segmenter
-
-    return load_segmenter(segmentation)
-
-
-def _load_models(segmentation: str | None, signal: str | None, image: str | None, stamps: tuple):
-    """(segmenter, classifiers), each loaded once per server process and weights file (``stamps`` change when a
-    file is replaced, so new weights are picked up without a restart). Failures are not cached, so weights that
-    appear later are found on the next try; the classifiers are loaded first, as analyze_photo does."""
-    classifiers = _load_classifiers(signal, image, stamps[1:])
-    return _load_segmenter(segmentation, stamps[0]), classifiers
-
-
-def active_weights(workspace: Path) -> tuple[tuple[str, str, str | None], tuple]:
-    """The weight files chosen on the Home page (the shipped ones by default) as (segmentation, signal, image), and
-    their modification times (which change when a file is replaced)."""
+def active_weights(workspace: Path) -> tuple[str, str, str | None]:
+    """The weight files chosen on the Home page (the shipped ones by default): (segmentation, signal, image)."""
     from ecgcore.app.home import read_active
-    from ecgcore.classify.classifiers import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS
+    from ecgcore.classify.classifiers import DEFAULT_SIGNAL_WEIGHTS
     from ecgcore.read.segmentation import DEFAULT_SEGMENTATION_WEIGHTS
 
     active = read_active(workspace)
-    paths = (active["segmentation"] or str(DEFAULT_SEGMENTATION_WEIGHTS), active["signal"] or str(DEFAULT_SIGNAL_WEIGHTS),
-             active["image"])
-    image_stamp = _stamp(active["image"] or str(DEFAULT_IMAGE_WEIGHTS))
-    return paths, (_stamp(paths[0]), _stamp(paths[1]), image_stamp)
+    return (active["segmentation"] or str(DEFAULT_SEGMENTATION_WEIGHTS), active["signal"] or str(DEFAULT_SIGNAL_WEIGHTS),
+            active["image"])
 
 
 def load_active_models(workspace: Path):
-    """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers).
+    """The models chosen on the Home page (the shipped ones by default): (segmenter, classifiers), from the one
+    model cache of the process (ecgcore.read.models: a replaced weights file is loaded again, a failed load is
+    not kept). Raises ModelError (weights missing or corrupt)."""
+    from ecgcore.read import models
 
-    Raises ModelError (weights missing or corrupt).
-    """
-    paths, stamps = active_weights(workspace)
-    return _load_models(*paths, stamps)
+    with st.spinner("Loading the models..."):
+        return models.load(*active_weights(workspace))
 
 
 @st.cache_resource(show_spinner=False)
@@ -173,4 +141,4 @@ def analysis_worker():
     from ecgcore.read.isolate import Worker, load_models
     from ecgcore.workspace import workspace_root
 
-    return Worker(warmup=functools.partial(load_models, *active_weights(workspace_root())))
+    return Worker(warmup=functools.partial(load_models, active_weights(workspace_root())))

@@ -23,12 +23,11 @@ from ecgcore.errors import USER_ERRORS, cli_sentence
 from ecgcore.imageio import read_image
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
+from ecgcore.read import models
 from ecgcore.read.analyze import (
     DISCLAIMER,
     LABEL_NAMES_FOR_PEOPLE,
     analyze_photo,
-    default_classifiers,
-    default_segmenter,
     release_memory,
 )
 from ecgcore.read.isolate import is_out_of_memory, memory_allowance, memory_sentence
@@ -61,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     models_error: str | None = None
     try:
-        classifiers = default_classifiers(str(args.signal_weights) if args.signal_weights else None,
-                                          str(args.image_weights) if args.image_weights else None)
-        segmenter = default_segmenter(str(args.segmentation_weights) if args.segmentation_weights else None)
+        segmenter, classifiers = models.load(args.segmentation_weights, args.signal_weights, args.image_weights)
     except USER_ERRORS as exc:
         # Without models no image can be classified: each image gets the same sentence.
         models_error = _error_sentence(exc)

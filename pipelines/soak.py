@@ -79,10 +79,11 @@ def soak(photos: Sequence[Path], n: int, every: int = 10, warmup: int = 20, layo
          on_image: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Analyse ``n`` photos (cycling over ``photos``) in this process; the memory and time figures as a dict."""
     from ecgcore.imageio import read_image
-    from ecgcore.read.analyze import analyze_photo, default_classifiers, default_segmenter, release_memory
+    from ecgcore.read import models
+    from ecgcore.read.analyze import analyze_photo, release_memory
 
     rss = {"start": rss_mb()}
-    classifiers, segmenter = default_classifiers(), default_segmenter()  # ModelError: a sentence, exit 2
+    segmenter, classifiers = models.load()  # ModelError: a sentence, exit 2
     rss["models_loaded"] = rss_mb()
     samples: list[tuple[int, float]] = [(0, rss["models_loaded"])]
     outcomes = {"verdict": 0, "no_ecg": 0, "error": 0}

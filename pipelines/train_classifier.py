@@ -124,7 +124,7 @@ def evaluate_photos_into_card(args: argparse.Namespace, stem: str, command: str)
     """Classify a PTB-V dataset's photos with the run's exported model; record the metrics in its card."""
     from ecgcore.classify.classifiers import DEFAULT_IMAGE_WEIGHTS, DEFAULT_SIGNAL_WEIGHTS, Classifiers, load_model
     from ecgcore.errors import ModelError
-    from ecgcore.read.analyze import default_segmenter
+    from ecgcore.read import models
     from ecgcore.train.metrics import evaluate_photos, plot_confusions
 
     export = args.out / EXPORT_DIR
@@ -137,7 +137,7 @@ def evaluate_photos_into_card(args: argparse.Namespace, stem: str, command: str)
     else:
         signal = load_model(DEFAULT_SIGNAL_WEIGHTS, "signal")
         image = load_model(weights, "image")
-    segmenter = default_segmenter() if args.class_maps == "segmenter" else None
+    segmenter = models.segmenter() if args.class_maps == "segmenter" else None
     result = evaluate_photos(args.evaluate_photos, Classifiers(signal, image), segmenter, limit=args.limit)
     result["command"] = command
     card = json.loads((export / f"{stem}.json").read_text())

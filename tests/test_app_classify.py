@@ -133,15 +133,12 @@ def working_models(monkeypatch, tmp_path):
     classify.save_weights(weights, "signal", model, card={"date": "2026-11-25", "architecture": "untrained",
                                                           "summary": {"mi_auroc": 0.5}})
     classifiers = classify.load_classifiers(weights, with_image=False)
-    import pages
-
     photo.loaded_with = []  # the weights paths the page asked for
 
-    def load_models(segmentation, signal, image, stamps):
+    def load_models(segmentation, signal, image):
         photo.loaded_with.append((segmentation, signal, image))
         return TrueMaskSegmenter(), classifiers
 
-    monkeypatch.setattr(pages, "_load_models", load_models)
     analyse_in_process(monkeypatch, load_models)
     return photo
 
@@ -157,11 +154,14 @@ class InProcess:
 
 
 def analyse_in_process(monkeypatch, load_models) -> None:
-    """The page's analysis with ``load_models(segmentation, signal, image, stamps)``'s models, in this process."""
+    """The page's analysis with ``load_models(segmentation, signal, image)``'s models, in this process (the one model
+    cache, ecgcore.read.models, serves the page and the worker alike)."""
     import pages
-    from ecgcore.read import isolate
+    from ecgcore.read import models
     monkeypatch.setattr(pages, "analysis_worker", InProcess)
-    monkeypatch.setattr(isolate, "_models", lambda weights, stamps: load_models(*weights, stamps))
+    monkeypatch.setattr(models, "load", lambda segmentation=None, signal=None, image=None:
+                        load_models(segmentation, signal, image))
+    monkeypatch.setattr(models, "classifiers", lambda signal=None, image=None: load_models(None, signal, image)[1])
 
 
 def test_with_models_the_page_shows_the_verdict_leads_and_boxes(page, working_models):
@@ -237,7 +237,6 @@ def test_the_attribution_is_computed_only_when_asked_for(page, working_models):
 def test_a_photo_without_an_ecg_gets_no_diagnosis(page, monkeypatch, tmp_path):
     import torch
 
-    import pages
     from ecgcore.classify import classifiers as classify
     class NothingFound:
         def predict(self, rgb):
@@ -248,7 +247,6 @@ def test_a_photo_without_an_ecg_gets_no_diagnosis(page, monkeypatch, tmp_path):
     model.config = dict(classify.SIGNAL_CONFIG)
     classify.save_weights(tmp_path / "c.safetensors", "signal", model)
     classifiers = classify.load_classifiers(tmp_path / "c.safetensors", with_image=False)
-    monkeypatch.setattr(pages, "_load_models", lambda *a: (NothingFound(), classifiers))
     analyse_in_process(monkeypatch, lambda *a: (NothingFound(), classifiers))
     rng = np.random.default_rng(0)
     holiday = (rng.random((600, 800, 3)) * 255).astype(np.uint8)  # no ECG anywhere
@@ -387,7 +385,7 @@ def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
 # --- whatever an image or a typed box makes the reader do, the page answers with a sentence --------------------
 
 
-def hog_memory(rgb, layout, weights, stamps=(), on_step=None):
+def hog_memory(rgb, layout, weights, on_step=None):
     """What the reader did on the tracker's line chart (sized arrays from a bogus grid fit until the kernel killed
     the server): touch memory in 256 MB blocks, up to 6 GB, beyond the worker's 4 GB allowance."""
     blocks = [np.ones(2**25) for _ in range(24)]

@@ -9,7 +9,6 @@ grid/trace found ..."); neither is ever a confident diagnosis.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 
 from ecgcore.constants import CURVE, LEAD_NAMES
 from ecgcore.errors import DigitizationError
+from ecgcore.read import models
 from ecgcore.read.physics import Reading, reading_of
 
 DISCLAIMER = (
@@ -112,25 +112,6 @@ def _rounded(probabilities: dict[str, float]) -> dict[str, float]:
     return out
 
 
-# --- models, loaded once per process ---------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=2)
-def default_segmenter(weights: str | None = None):
-    """The shipped (or given) segmenter; ModelError when its module or weights are missing."""
-    from ecgcore.read.segmentation import load_segmenter
-
-    return load_segmenter(weights)
-
-
-@functools.lru_cache(maxsize=2)
-def default_classifiers(signal_weights: str | None = None, image_weights: str | None = None):
-    """The shipped (or given) classifiers; ModelError when the signal model's weights are missing."""
-    from ecgcore.classify.classifiers import load_classifiers
-
-    return load_classifiers(signal_weights, image_weights)
-
-
 def _digitize(class_map: np.ndarray, layout: str, curve_margin: np.ndarray | None = None,
               lead_boxes: list | None = None, fs: int = 100):
     from ecgcore.read.digitize import digitize
@@ -182,8 +163,8 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
         timings[name] = round((time.perf_counter() - t0) * 1000.0, 1)
 
     # Load both model families first: a missing model is reported before any work is done.
-    classifiers = classifiers or default_classifiers()
-    segmenter = segmenter or default_segmenter()
+    classifiers = classifiers or models.classifiers()
+    segmenter = segmenter or models.segmenter()
     notes += list(getattr(classifiers, "notes", []))
 
     step("segment")

@@ -16,7 +16,6 @@ loaded once per worker.
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import resource
 import threading
@@ -26,6 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ecgcore.errors import UserError
+from ecgcore.read import models
+from ecgcore.read.models import Weights
 
 MEMORY_ALLOWANCE_BYTES = 4 * 2**30  # what one call may add to the warmed-up worker's address space
 CALL_TIMEOUT_S = 180.0  # a call running longer is stopped (the reader's own budget, ecgcore.read.budget, is far less)
@@ -242,41 +243,27 @@ class Worker:
 # --- the Classify page's analysis -------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=2)
-def _models(weights: tuple[str | None, str | None, str | None], stamps: tuple):
-    """(segmenter, classifiers) for these weight files, loaded once per worker (``stamps``: the files' mtimes, so a
-    replaced file is loaded again)."""
-    from ecgcore.classify.classifiers import load_classifiers
-    from ecgcore.read.segmentation import load_segmenter
-
-    segmentation, signal, image = weights
-    classifiers = load_classifiers(signal, image)  # first, as analyze_photo does: its error names the missing model
-    return load_segmenter(segmentation), classifiers
-
-
-def analyze_with_weights(rgb, layout: str, weights: tuple[str | None, str | None, str | None], stamps: tuple = (),
-                         on_step: Callable[[str, float], None] | None = None):
+def analyze_with_weights(rgb, layout: str, weights: Weights, on_step: Callable[[str, float], None] | None = None):
     """:func:`ecgcore.read.analyze.analyze_photo` (without attribution) with the models in ``weights`` (segmentation,
-    signal, image; None = shipped), loaded once per process. Meant to run in a :class:`Worker`."""
+    signal, image; None = shipped), loaded once per process (ecgcore.read.models). Meant to run in a :class:`Worker`."""
     from ecgcore.read.analyze import analyze_photo
 
-    segmenter, classifiers = _models(tuple(weights), tuple(stamps))
+    segmenter, classifiers = models.load(*weights)
     return analyze_photo(rgb, layout=layout, on_step=on_step, segmenter=segmenter, classifiers=classifiers,
                          explain=False)
 
 
-def reread_with_weights(rgb, class_map, curve_margin, layout: str, lead_boxes: list, fs: int,
-                        weights: tuple[str | None, str | None, str | None], stamps: tuple = ()):
+def reread_with_weights(rgb, class_map, curve_margin, layout: str, lead_boxes: list, fs: int, weights: Weights):
     """:func:`ecgcore.read.analyze.analyze_photo` on a photo already segmented (``class_map``, ``curve_margin``), read
     with lead boxes a person drew, with the models in ``weights``. Meant to run in a :class:`Worker`."""
     from ecgcore.read.analyze import KnownClassMap, analyze_photo
 
-    _, classifiers = _models(tuple(weights), tuple(stamps))
+    classifiers = models.classifiers(*weights[1:])
     return analyze_photo(rgb, layout=layout, lead_boxes=lead_boxes, fs=fs, explain=False,
                          segmenter=KnownClassMap(class_map, curve_margin), classifiers=classifiers)
 
 
-def load_models(weights: tuple[str | None, str | None, str | None], stamps: tuple = ()) -> None:
+def load_models(weights: Weights) -> None:
     """Load the models of :func:`analyze_with_weights` now (a worker's warm-up: ``functools.partial(load_models,
-    weights, stamps)``), so that its first analysis takes no longer than the next."""
-    _models(tuple(weights), tuple(stamps))
+    weights)``), so that its first analysis takes no longer than the next."""
+    models.load(*weights)
