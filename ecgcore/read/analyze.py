@@ -186,6 +186,11 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
     quality = getattr(dig, "quality", {}) or {}
     if not quality.get("ok", True):
         notes.append("the digitisation quality checks flagged problems; compare the digitised leads with the photo.")
+    marks = quality.get("pace_marks_s") or []
+    if marks:
+        notes.append(f"{len(marks)} pacemaker spikes were found (drawn alike in every lead at "
+                     f"{', '.join(f'{t:.2f}' for t in marks[:6])}{' ...' if len(marks) > 6 else ''} s) and bridged "
+                     "in the digitised leads: a paced rhythm, whose QRS the classifiers were not made to judge.")
 
     step("classify")
     t0 = time.perf_counter()

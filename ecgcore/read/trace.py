@@ -18,7 +18,7 @@ from ecgcore.constants import (
     LEAD_NAMES,
 )
 from ecgcore.layouts import LeadBox, LeadCell
-from ecgcore.read import budget
+from ecgcore.read import budget, pacing
 from ecgcore.read.digitized import DigitizedEcg
 from ecgcore.read.gridfind import GridFit
 from ecgcore.read.ink import PaperInk, Pulse
@@ -97,13 +97,17 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
     used_gain = gain_from_pulses(measured_gains, gain)
     leads_out: list[LeadBox] = []
     traces: list[tuple[str, np.ndarray]] = []
+    timed = []  # each cell's readings in s and mV
     for r in readings:
         cell = r.cell
         key = (round(cell.y_mm, 1), round(cell.h_mm, 1))
-        baseline = row_base.get(key, cell.baseline_mm)
         start_u = cell.x_mm + (pulse_w if cell.pulse else 0.0)
-        t = cell.t0 + (r.u - start_u) / paper_speed
-        mv = (baseline - r.v) / used_gain
+        timed.append((cell.t0 + (r.u - start_u) / paper_speed, (row_base.get(key, cell.baseline_mm) - r.v) / used_gain))
+    marks = _pace_marks(readings, timed, duration, paper_speed)
+    for r, (t, mv) in zip(readings, timed):
+        cell = r.cell
+        if marks:
+            mv = pacing.without_marks(t, mv, marks)
         i0 = int(np.ceil(cell.t0 * fs - 1e-6))
         i1 = min(int(np.floor(cell.t1 * fs + 1e-6)), n - 1)
         k = np.arange(i0, i1 + 1)
@@ -123,6 +127,9 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
         traces.append((cell.lead, fit.to_image(np.stack([r.u, r.v], axis=1))))
 
     quality = _quality(signal, per_cell_quality, fit, layout_flags, measured_gains, used_gain, gain, fs)
+    if marks:
+        quality["pace_marks_s"] = marks
+        quality["flags"] = [*quality["flags"], "pacing_marks_removed"]
     grid = fit.to_json()
     grid["paper_offset_mm"] = [round(ou, 3), round(ov, 3)]
     grid["pulses_found"] = len(pulses)
@@ -498,6 +505,18 @@ def _pen_half_width(runs: _Runs, chosen: np.ndarray, px_per_mm: float, pen_heigh
     if short.size < 20:
         return pen_height / 2.0
     return 0.5 * float(short.mean())
+
+
+def _pace_marks(readings: list, timed: list, duration: float, paper_speed: float) -> list[float]:
+    """The pacing marks (ecgcore.read.pacing) of a reading, looked for at pacing.FS whatever the output rate."""
+    n = int(round(duration * pacing.FS))
+    fine = np.full((n, len(LEAD_NAMES)), np.nan, np.float32)
+    for r, (t, mv) in zip(readings, timed):
+        k = np.arange(int(np.ceil(r.cell.t0 * pacing.FS - 1e-6)), min(int(np.floor(r.cell.t1 * pacing.FS + 1e-6)), n - 1) + 1)
+        values = resample(t, mv, k / pacing.FS, max_gap_s=2.0 / paper_speed)
+        j = LEAD_INDEX[r.cell.lead]
+        fine[k, j] = np.where(np.isfinite(fine[k, j]), fine[k, j], values)
+    return pacing.find_pace_marks(fine, pacing.FS)
 
 
 def resample(t: np.ndarray, mv: np.ndarray, t_out: np.ndarray, max_gap_s: float) -> np.ndarray:
