@@ -283,9 +283,8 @@ with tab_presets:
             if path.exists() and path.read_text(errors="replace") != text:
                 path = unique_path(path)  # a preset of that name holds other settings: keep both
             path.write_text(text)
-            state["jobs_prefill"] = {"pipeline": "generate_ptb_v", "out": name, "preset": str(path),
-                                     "layout": layout, "seed": int(seed),
-                                     "backgrounds": background_files is not None}
+            state["jobs_prefill"] = studio.JobsPrefill(out=name, preset=str(path), layout=layout, seed=int(seed),
+                                                       backgrounds=background_files is not None)
             st.switch_page(PAGE_JOBS)
         except WorkspaceError as exc:
             st.error(plain(str(exc)))

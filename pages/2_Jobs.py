@@ -13,6 +13,7 @@ import streamlit as st
 st.set_page_config(page_title="Jobs - ECG Lab", page_icon=":material/settings:", layout="wide")
 
 from ecgcore.app.plots import metrics_figure  # noqa: E402
+from ecgcore.app.studio import JobsPrefill  # noqa: E402
 from ecgcore.classify.classimage import CLASS_SET_FILE  # noqa: E402
 from ecgcore.constants import GRID_COLORS, MINOR_GRIDS, SEED_MAX  # noqa: E402
 from ecgcore.jobs import PIPELINES, Job, JobError, JobRunner, confine_outputs, format_duration  # noqa: E402
@@ -49,15 +50,15 @@ st.caption("Every job is a `python -m pipelines.NAME` process of its own: it kee
            "restart the app, and its log, progress and metrics are kept in the workspace.")
 
 # --- hand-over from the Studio ------------------------------------------------------------------------------
-prefill = state.pop("jobs_prefill", None)
-if prefill:
-    state["jobs_pipeline"] = prefill["pipeline"]
-    state["gen_name"] = prefill["out"]
-    state["gen_preset"] = prefill["preset"]
-    state["gen_layouts"] = [prefill["layout"]]
-    state["gen_seed"] = prefill["seed"]
-    state["gen_backgrounds"] = prefill.get("backgrounds", False)
-    st.info(f"The Studio's preset is saved as `{Path(prefill['preset']).name}`: choose the number of samples and "
+prefill: JobsPrefill | None = state.pop("jobs_prefill", None)
+if prefill is not None:
+    state["jobs_pipeline"] = prefill.pipeline
+    state["gen_name"] = prefill.out
+    state["gen_preset"] = prefill.preset
+    state["gen_layouts"] = [prefill.layout]
+    state["gen_seed"] = prefill.seed
+    state["gen_backgrounds"] = prefill.backgrounds
+    st.info(f"The Studio's preset is saved as `{Path(prefill.preset).name}`: choose the number of samples and "
             "launch.")
 
 

@@ -183,6 +183,20 @@ def describe(dist: Dist) -> str:
     return f"{dist.kind}(" + ", ".join(parts) + ")"
 
 
+@dataclass(frozen=True)
+class JobsPrefill:
+    """What the Studio hands to the Jobs page ("Continue in Jobs"): a PTB-V generation job of the preset it saved,
+    with the layout, seed and background choice of the preview. Jobs fills its form with it and leaves the number
+    of samples to the user."""
+
+    out: str  # the dataset's name
+    preset: str  # the saved preset file
+    layout: str
+    seed: int
+    backgrounds: bool  # draw photo backgrounds from the shared folder
+    pipeline: str = "generate_ptb_v"
+
+
 @dataclass
 class Preview:
     """One preview render and what it cost."""
