@@ -222,7 +222,7 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
     import torch
 
     from ecgcore.classify.classifiers import SIGNAL_CONFIG
-    from ecgcore.train import signal_trainer
+    from ecgcore.train import loop
     from ecgcore.train.signal_trainer import NoiseOptions, SignalTrainConfig, evaluation_inputs, train_signal_member
     from tests.test_classify import QuietReporter, _separable_signals
 
@@ -231,18 +231,18 @@ def test_signal_resume_after_a_kill_between_history_and_checkpoint(tmp_path, mon
     cfg = SignalTrainConfig(epochs=5, batch_size=16, lr=1e-2, patience=100, model=tiny)
     train, val = _separable_signals(48, 1), _separable_signals(12, 2)
     val_inputs = {k: v for k, v in evaluation_inputs(val, seed=0, options=NoiseOptions()).items() if "12x1" in k}
-    real_save = signal_trainer.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die_at_epoch_2(path, model, optimizer, scheduler, epoch, *rest):
         if epoch == 2:
             raise Killed
         real_save(path, model, optimizer, scheduler, epoch, *rest)
 
-    monkeypatch.setattr(signal_trainer, "save_checkpoint", save_then_die_at_epoch_2)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die_at_epoch_2)  # the one loop's
     with pytest.raises(Killed):
         train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, QuietReporter())
     assert _history_epochs(tmp_path) == [0, 1, 2]  # the state a kill in the gap leaves
-    monkeypatch.setattr(signal_trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     reporter = QuietReporter()
     train_signal_member(0, cfg, train, val_inputs, val.labels, tmp_path, reporter)
     assert _history_epochs(tmp_path) == [0, 1, 2, 3, 4]

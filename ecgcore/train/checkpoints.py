@@ -23,6 +23,8 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.jsonl"
 DONE_FILE = "done.json"
 EXPORT_DIR = "export"
+BEST_FILE = "best.safetensors"  # the best epoch's weights (of the run, or of an ensemble member's folder)
+CHECKPOINT_FILE = "checkpoint.pt"  # a classifier run's (or member's) resumable state (ecgcore.train.loop)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

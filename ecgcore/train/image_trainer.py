@@ -22,15 +22,14 @@ from ecgcore.classify.classimage import CLASS_SET_FILE
 from ecgcore.constants import LABEL_INDEX, LABELS, TEST_FOLDS, TRAIN_FOLDS, VALIDATION_FOLDS
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
+from ecgcore.train import loop
 from ecgcore.train.checkpoints import (
+    BEST_FILE,
     CONFIG_FILE,
     DONE_FILE,
     EXPORT_DIR,
     HISTORY_FILE,
     check_settings,
-    drop_history_from,
-    load_checkpoint,
-    save_checkpoint,
     write_atomic,
 )
 from ecgcore.train.metrics import (
@@ -184,50 +183,25 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                     pct_start=0.15)
     weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
-    best_path = run_dir / "best.safetensors"
-    checkpoint = run_dir / "checkpoint.pt"
-    start_epoch, best_score, best_epoch = 0, -np.inf, -1
+    best_path = run_dir / BEST_FILE
     reporter = Reporter(total=cfg.epochs, desc="training image model", unit="epoch")
-    if checkpoint.is_file():
-        start_epoch, best_score, best_epoch = load_checkpoint(checkpoint, model, optimizer, scheduler)
-        reporter.advance(start_epoch)
-        reporter.log(f"resumed after epoch {start_epoch - 1}")
-    if not (run_dir / DONE_FILE).is_file():
-        drop_history_from(run_dir / HISTORY_FILE, start_epoch)
-    reporter.log(f"train {len(train)} {np.bincount(train.labels, minlength=3).tolist()}, validation {len(val)}, "
-                 f"test {len(test)}")
-    for epoch in range(start_epoch, cfg.epochs):
-        if (run_dir / DONE_FILE).is_file():
-            break
-        t0 = time.time()
-        rng = np.random.default_rng([cfg.seed, epoch])
-        order = rng.permutation(len(train))
-        model.train()
-        losses = []
-        for b in range(steps):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = torch.from_numpy(image_batch(train, idx, rng, by_class))
-            loss = focal_loss(model(x), torch.from_numpy(train.labels[idx]), weights, cfg.focal_gamma)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        x = torch.from_numpy(image_batch(train, idx, rng, by_class))
+        return focal_loss(model(x), torch.from_numpy(train.labels[idx]), weights, cfg.focal_gamma)
+
+    def validate() -> tuple[dict[str, float], float]:
         m = classification_metrics(val.labels, softmax(image_logits(model, val)))
         score = m["mi_auroc"] + 0.25 * m["macro_f1"]
-        values = {"train_loss": float(np.mean(losses)), "val_mi_auroc": m["mi_auroc"], "val_macro_f1": m["macro_f1"],
-                  "val_score": score, "epoch_s": time.time() - t0}
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            save_weights(best_path, "image", model)
-        reporter.metrics(epoch, **{k: round(v, 4) for k, v in values.items()})
-        with open(run_dir / HISTORY_FILE, "a") as f:
-            f.write(json.dumps({"epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
-        save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, best_score, best_epoch)
-        reporter.advance(1, message=f"epoch {epoch}")
-        if epoch - best_epoch >= cfg.patience:
-            reporter.log(f"early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
-            break
+        return {"val_mi_auroc": m["mi_auroc"], "val_macro_f1": m["macro_f1"], "val_score": score}, score
+
+    reporter.log(f"train {len(train)} {np.bincount(train.labels, minlength=3).tolist()}, validation {len(val)}, "
+                 f"test {len(test)}")
+    best_epoch, best_score = loop.run(
+        loop.Loop(model, optimizer, scheduler, run_dir, run_dir / HISTORY_FILE,
+                  lambda: save_weights(best_path, "image", model), reporter, cfg.seed, cfg.epochs, cfg.patience,
+                  len(train), cfg.batch_size, stop_file=run_dir / DONE_FILE),
+        batch_loss, validate)
     reporter.close()
     write_atomic(run_dir / DONE_FILE, json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
 

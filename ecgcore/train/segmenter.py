@@ -46,7 +46,7 @@ from ecgcore.read.segmentation import (
     save_weights,
     segmenter_from_model,
 )
-from ecgcore.train.checkpoints import CONFIG_FILE, check_settings, restore_checkpoint
+from ecgcore.train.checkpoints import BEST_FILE, CONFIG_FILE, check_settings, restore_checkpoint
 from ecgcore.train.checkpoints import atomic_torch_save as _atomic_torch_save  # a module name the fault tests patch
 from ecgcore.train.crops import crop_quad, is_crops_folder, jitter_quad, load_crop, read_crops_index
 
@@ -458,7 +458,7 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
         if improved:
             _atomic_torch_save({"model": model.state_dict(), "state": dict(state),
                                 "model_config": json.dumps(cfg.model)}, ckpt_dir / "best.pt")
-            save_weights(model, run_dir / "best.safetensors", cfg.model,
+            save_weights(model, run_dir / BEST_FILE, cfg.model,
                          card=run_card(cfg, state, val, command))
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "state": dict(state), "model_config": json.dumps(cfg.model)}
@@ -581,9 +581,9 @@ def export_run(run_dir: str | Path, dest: str | Path, tests: dict[str, Path] | N
     from ecgcore.read.segmentation import load_segmenter, read_card
 
     run_dir = Path(run_dir)
-    source = run_dir / "best.safetensors"
+    source = run_dir / BEST_FILE
     if not source.is_file():
-        raise ModelError(f"{run_dir} has no best.safetensors yet; train at least one epoch first.")
+        raise ModelError(f"{run_dir} has no {BEST_FILE} yet; train at least one epoch first.")
     segmenter = load_segmenter(source)
     card = read_card(source)
     config = json.loads((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).is_file() else {}

@@ -38,15 +38,14 @@ from ecgcore.errors import ModelError
 from ecgcore.layouts import LAYOUT_NAMES
 from ecgcore.progress import Reporter
 from ecgcore.signals import PtbXl
+from ecgcore.train import loop
 from ecgcore.train.checkpoints import (
+    BEST_FILE,
     CONFIG_FILE,
     DONE_FILE,
     EXPORT_DIR,
     HISTORY_FILE,
     check_settings,
-    drop_history_from,
-    load_checkpoint,
-    save_checkpoint,
     write_atomic,
 )
 from ecgcore.train.metrics import (
@@ -278,7 +277,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     """Train one member (resuming from its checkpoint); returns the path of its best weights."""
     folder = run_dir / f"member{member}"
     folder.mkdir(parents=True, exist_ok=True)
-    best_path = folder / "best.safetensors"
+    best_path = folder / BEST_FILE
     if (folder / DONE_FILE).is_file():
         reporter.log(f"member {member}: already trained")
         return best_path
@@ -297,58 +296,37 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     layout_names = list(cfg.layout_weights)
     layout_p = np.asarray([cfg.layout_weights[k] for k in layout_names], float)
     layout_p /= layout_p.sum()
-    start_epoch, best_score, best_epoch = 0, -np.inf, -1
-    checkpoint = folder / "checkpoint.pt"
-    if checkpoint.is_file():
-        start_epoch, best_score, best_epoch = load_checkpoint(checkpoint, model, optimizer, scheduler)
-        reporter.advance(start_epoch)  # the progress counts the epochs done before the interruption
-        reporter.log(f"member {member}: resumed after epoch {start_epoch - 1}")
-    drop_history_from(run_dir / HISTORY_FILE, start_epoch, member)
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(train))
-        model.train()
-        losses = []
-        for b in range(steps):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            layouts = list(rng.choice(layout_names, size=len(idx), p=layout_p))
-            x = torch.from_numpy(signal_batch(train.signals[idx], rng, layouts, options))
-            y = torch.from_numpy(train.labels[idx])
-            logits = model.members[0].forward_all(x)
-            loss = F.cross_entropy(logits[:, :n_classes], y, weight=weights, label_smoothing=cfg.label_smoothing)
-            if aux is not None:
-                loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(
-                    logits[:, n_classes:], torch.from_numpy(aux[idx]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-        values: dict[str, float] = {"train_loss": float(np.mean(losses))}
+
+    def batch_loss(idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        layouts = list(rng.choice(layout_names, size=len(idx), p=layout_p))
+        x = torch.from_numpy(signal_batch(train.signals[idx], rng, layouts, options))
+        y = torch.from_numpy(train.labels[idx])
+        logits = model.members[0].forward_all(x)
+        loss = F.cross_entropy(logits[:, :n_classes], y, weight=weights, label_smoothing=cfg.label_smoothing)
+        if aux is not None:
+            loss = loss + cfg.aux_weight * F.binary_cross_entropy_with_logits(
+                logits[:, n_classes:], torch.from_numpy(aux[idx]))
+        return loss
+
+    def validate() -> tuple[dict[str, float], float]:
+        values: dict[str, float] = {}
         aurocs, f1s = [], []
         for name, inputs in val_inputs.items():
-            probs = softmax(predict_logits(model, inputs))
-            m = classification_metrics(val_labels, probs)
+            m = classification_metrics(val_labels, softmax(predict_logits(model, inputs)))
             values[f"val_mi_auroc/{name}"] = m["mi_auroc"]
             if name.startswith("noisy/"):
                 aurocs.append(m["mi_auroc"])
                 f1s.append(m["macro_f1"])
         # Selection: MI AUROC under digitisation noise, averaged over layouts, with macro F1 as a lesser term.
         score = float(np.mean(aurocs) + 0.25 * np.mean(f1s))
-        values.update(val_mi_auroc=float(np.mean(aurocs)), val_macro_f1=float(np.mean(f1s)), val_score=score,
-                      epoch_s=time.time() - t0)
-        if score > best_score:
-            best_score, best_epoch = score, epoch
-            save_weights(best_path, "signal", model)
-        reporter.metrics(epoch, **{k: round(v, 4) for k, v in values.items()})
-        with open(run_dir / HISTORY_FILE, "a") as f:
-            f.write(json.dumps({"member": member, "epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
-        save_checkpoint(checkpoint, model, optimizer, scheduler, epoch, best_score, best_epoch)
-        reporter.advance(1, message=f"member {member} epoch {epoch}")
-        if epoch - best_epoch >= cfg.patience:
-            reporter.log(f"member {member}: early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
-            break
+        values.update(val_mi_auroc=float(np.mean(aurocs)), val_macro_f1=float(np.mean(f1s)), val_score=score)
+        return values, score
+
+    best_epoch, best_score = loop.run(
+        loop.Loop(model, optimizer, scheduler, folder, run_dir / HISTORY_FILE,
+                  lambda: save_weights(best_path, "signal", model), reporter, seed, cfg.epochs, cfg.patience,
+                  len(train), cfg.batch_size, name=f"member {member}", history_keys={"member": member}),
+        batch_loss, validate)
     write_atomic(folder / DONE_FILE, json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
     return best_path
 
@@ -398,7 +376,7 @@ def train_signal(cfg: SignalTrainConfig, ptbxl_root: str | Path, run_dir: str | 
         members = [k for k in range(cfg.members) if (run_dir / f"member{k}" / DONE_FILE).is_file()]
         if not members:
             raise ModelError(f"{run_dir} has no finished member to export yet.")
-        member_paths = [run_dir / f"member{k}" / "best.safetensors" for k in members]
+        member_paths = [run_dir / f"member{k}" / BEST_FILE for k in members]
     else:
         members = list(range(cfg.members))
         member_paths = [train_signal_member(k, cfg, train, val_inputs, val.labels, run_dir, reporter) for k in members]
