@@ -19,12 +19,17 @@ import warnings
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ecgcore.constants import LEAD_INDEX
+from ecgcore.read.physics import LIMB_LAWS
+
 FS = 500  # the rate the marks are looked for at (a mark is 5-10 samples wide here; at 100 Hz, one or two)
 MIN_MV = 0.4
 MAX_WIDTH_S = 0.02
 MATCH_S = 0.01
 HEIGHT_RATIO = 1.33
-MIN_MARKS = 5  # a paced 10 s record shows one at every paced beat (5 or more at 30 bpm and above)
+MIN_MARKS = 5  # a paced 10 s record shows one at every paced beat (5 or more at 30 bpm and above) ...
+MIN_PROVEN = 2  # ... of which this many in all three leads of a limb-lead law
+LAW_LEADS = tuple(frozenset(LEAD_INDEX[name] for name, _ in leads) for leads in LIMB_LAWS.values())
 BASELINE_S = 0.05  # a spike's height is measured from the running median over this much either side
 CUT_S = 0.015  # the signal is bridged over this much either side of a mark
 
@@ -70,14 +75,13 @@ def narrow_spikes(x: np.ndarray, fs: int = FS) -> list[tuple[int, float]]:
 
 
 def find_pace_marks(signal: np.ndarray, fs: int = FS) -> list[float]:
-    """The times (s) of the pacing marks in a (n, 12) mV signal at ``fs`` (NaN where a lead is not read); empty when
-    fewer than MIN_MARKS instants show one."""
+    """The times (s) of the pacing marks in a (n, 12) mV signal at ``fs`` (NaN where a lead is not read, columns in
+    LEAD_NAMES order); empty when the record shows no pacing."""
     events = sorted((i, h, lead) for lead in range(signal.shape[1]) for i, h in narrow_spikes(signal[:, lead], fs))
     near = MATCH_S * fs
-    marks: list[int] = []
-    heights: list[float] = []
+    marks: list[tuple[int, float, set[int]]] = []
     for i, h, _lead in events:
-        if any(abs(m - i) <= 2 * near for m in marks):
+        if any(abs(m - i) <= 2 * near for m, _, _ in marks):
             continue
         around = [(g, other) for j, g, other in events if abs(j - i) <= near]
         alike = {other for g, other in around if g * h > 0 and 1 / HEIGHT_RATIO <= g / h <= HEIGHT_RATIO}
@@ -85,14 +89,15 @@ def find_pace_marks(signal: np.ndarray, fs: int = FS) -> list[float]:
         # A mark is drawn alike in every lead: none shows an opposite spike there (a QRS does: I up, aVR down), and
         # most leads read at that instant show it (the segmentation may miss it in some).
         if len(alike) >= max(2, (read + 1) // 2) and not any(g * h < 0 for g, _ in around):
-            marks.append(i)
-            heights.append(h)
-    # The printer draws every mark alike: keep those near the marks' median height, if enough remain.
-    if not heights:
+            marks.append((i, h, alike))
+    # Proof of pacing: instants where all three leads of a limb-lead law show the same spike, which no heart can
+    # make (I + III = II and aVR + aVL + aVF = 0 leave it 0). Chest leads alone may show alike narrow R waves.
+    proven = [h for _, h, alike in marks if any(law <= alike for law in LAW_LEADS)]
+    if len(proven) < MIN_PROVEN:
         return []
-    typical = float(np.median(heights))
-    kept = [m for m, h in zip(marks, heights) if 1 / HEIGHT_RATIO <= h / typical <= HEIGHT_RATIO]
-    return [round(m / fs, 4) for m in kept] if len(kept) >= MIN_MARKS else []
+    typical = float(np.median(proven))  # the printer draws every mark alike: the others must be of that height
+    kept = [i for i, h, _ in marks if 1 / HEIGHT_RATIO <= h / typical <= HEIGHT_RATIO]
+    return [round(i / fs, 4) for i in kept] if len(kept) >= MIN_MARKS else []
 
 
 def without_marks(t: np.ndarray, mv: np.ndarray, marks: list[float]) -> np.ndarray:
