@@ -25,7 +25,7 @@ run: venv
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow and not browser" tests
