@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ecgcore.dataset import CURATION_FILE, DATASET_FILE, discarded_ids
+from ecgcore.train.checkpoints import METRICS_FILE
 from ecgcore.train.scores import scores_path
 from ecgcore.workspace import WEIGHTS_DIR
 
@@ -109,7 +110,7 @@ def training_runs(runs_dir: Path) -> list[dict[str, Any]]:
         return rows
     for run in sorted((p for p in runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
         last: dict[str, str] = {}
-        metrics_csv = run / "metrics.csv"
+        metrics_csv = run / METRICS_FILE
         if metrics_csv.is_file():
             try:
                 with open(metrics_csv, newline="") as f:

@@ -25,6 +25,7 @@ DONE_FILE = "done.json"
 EXPORT_DIR = "export"
 BEST_FILE = "best.safetensors"  # the best epoch's weights (of the run, or of an ensemble member's folder)
 CHECKPOINT_FILE = "checkpoint.pt"  # a classifier run's (or member's) resumable state (ecgcore.train.loop)
+METRICS_FILE = "metrics.csv"  # the segmentation trainer's per-epoch metrics (its history; Home and Jobs chart it)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

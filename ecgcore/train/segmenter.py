@@ -46,7 +46,7 @@ from ecgcore.read.segmentation import (
     save_weights,
     segmenter_from_model,
 )
-from ecgcore.train.checkpoints import BEST_FILE, CONFIG_FILE, check_settings, restore_checkpoint
+from ecgcore.train.checkpoints import BEST_FILE, CONFIG_FILE, METRICS_FILE, check_settings, restore_checkpoint
 from ecgcore.train.checkpoints import atomic_torch_save as _atomic_torch_save  # a module name the fault tests patch
 from ecgcore.train.crops import crop_quad, is_crops_folder, jitter_quad, load_crop, read_crops_index
 
@@ -383,7 +383,7 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
     elif resume:
         log(f"nothing to resume in {ckpt_dir}; starting fresh")
     # A kill between an epoch's metrics row and its checkpoint would repeat that row: keep only the checkpointed epochs.
-    _drop_metrics_after(run_dir / "metrics.csv", state["epoch"])
+    _drop_metrics_after(run_dir / METRICS_FILE, state["epoch"])
     if cfg.init and state["step"] == 0:
         init_config, init_state = read_weights(cfg.init)
         init_state = {k: v.float() if v.is_floating_point() else v for k, v in init_state.items()}
@@ -450,7 +450,7 @@ def train(cfg: TrainConfig, resume: bool = False, reporter=None, command: str = 
         row = {"epoch": epoch, "step": state["step"], "lr": lr, "train_loss": float(np.mean(losses)),
                **{f"val_{k}": v for k, v in val.items()}, "epoch_s": round(time.monotonic() - t0, 1),
                "train_s": round(train_s, 1)}
-        _append_metrics(run_dir / "metrics.csv", row)
+        _append_metrics(run_dir / METRICS_FILE, row)
         if reporter is not None:
             reporter.metrics(epoch, **{k: float(v) for k, v in row.items() if k not in ("epoch", "step")})
         # The best weights go first: a checkpoint that records a new best must never exist without them (a kill
