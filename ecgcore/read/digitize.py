@@ -152,21 +152,19 @@ def digitize(
     lay = make_layout(chosen, paper_speed) if chosen in LAYOUT_NAMES else None
     duration = lay.duration_s if lay else max(c.t1 for c in cells)
     dig = read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
+    if lay is None:  # boxes a person drew: read as drawn
+        return _checked(dig)
     twin = SAME_PULSES.get(chosen) if source == "auto" else None
-    if twin is None:
-        if lay is None:
-            return _checked(dig)
-        dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
-        return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
-    # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and as
-    # rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not (it shows other leads).
-    alt_lay = make_layout(twin, paper_speed)
-    alt = read_cells(paper, fit, list(alt_lay.cells), offset, twin, source, alt_lay.duration_s, fs, paper_speed, gain,
-                      pulses, layout_flags)
-    three_by_four = dig if chosen == "3x4+3" else alt
-    agree = three_by_four.quality.get("repeats_r_median")
-    is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
-    dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
+    if twin is not None:
+        # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and
+        # as rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not.
+        alt_lay = make_layout(twin, paper_speed)
+        alt = read_cells(paper, fit, list(alt_lay.cells), offset, twin, source, alt_lay.duration_s, fs, paper_speed,
+                         gain, pulses, layout_flags)
+        three_by_four = dig if chosen == "3x4+3" else alt
+        agree = three_by_four.quality.get("repeats_r_median")
+        is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
+        dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
     return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
 

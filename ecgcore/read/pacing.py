@@ -5,11 +5,13 @@ is a mark, not a recording: I + III = II and aVR + aVL + aVF = 0 cannot hold acr
 three leads leaves h, or 3h, of residual), and the classifiers never saw such marks in PTB-XL's signals. So the
 reader finds them and takes them out of the signal, saying where (``quality["pace_marks_s"]``).
 
-A mark is a spike narrower than MAX_WIDTH_S at half height (a QRS's R wave is wider) of at least MIN_MV, found at
-the same instant (within MATCH_S), with the same sign and a height within HEIGHT_RATIO, in at least two leads and
-in at least half of the leads read at that time, and in none with the opposite sign (at a QRS, some leads go up
-and others down). A paced recording shows a mark at every paced beat: fewer than MIN_MARKS such instants in the whole
-record (a lead change's mark, a pulse's edge) are not taken for pacing.
+A mark candidate is a spike narrower than MAX_WIDTH_S at half height (a QRS's R wave is wider) of at least MIN_MV,
+found at the same instant (within MATCH_S), with the same sign and a height within HEIGHT_RATIO, in at least two
+leads and in at least half of the leads read at that time, and in none with the opposite sign (at a QRS, some leads
+go up and others down). Pacing is proven only by MIN_PROVEN candidates that all three leads of a limb-lead law show
+alike, which no heart can make (the law would leave the spike zero); chest leads alone may show alike narrow R
+waves at every beat. The other candidates count when they have the proven marks' height (a printer draws every
+mark alike), and fewer than MIN_MARKS in all are not taken for pacing.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def train_image(cfg: ImageTrainConfig, data_dir: str | Path, run_dir: str | Path
     by_class = {c: np.flatnonzero(train.labels == c) for c in range(len(LABELS))}
     torch.manual_seed(cfg.seed)
     model = ImageNet(cfg.model)
-    steps = int(np.ceil(len(train) / cfg.batch_size))
+    steps = loop.steps_per_epoch(len(train), cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                     pct_start=0.15)

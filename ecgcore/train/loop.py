@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,24 @@ class Loop:
     patience: int
     n_train: int
     batch_size: int
-    name: str = ""  # "member 0" in messages and the history ({"member": 0}), "" for a single model
-    history_keys: dict[str, Any] = field(default_factory=dict)
+    member: int | None = None  # the ensemble member ("member K" in messages, "member": K in the history)
     stop_file: Path | None = None  # the run stops before an epoch when this file appears (a finished run)
 
     @property
     def steps(self) -> int:
-        return int(np.ceil(self.n_train / self.batch_size))
+        return steps_per_epoch(self.n_train, self.batch_size)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches per epoch (the last one may be short); the learning-rate schedule is sized by it too."""
+    return int(np.ceil(n_train / batch_size))
 
 
 def run(loop: Loop, batch_loss: BatchLoss, validate: Validate) -> tuple[int, float]:
     """Train from the last checkpoint (or the start) to the end or an early stop; returns (best epoch, best score)."""
-    prefix = f"{loop.name}: " if loop.name else ""
+    name = "" if loop.member is None else f"member {loop.member}"
+    prefix = f"{name}: " if name else ""
+    history_keys = {} if loop.member is None else {"member": loop.member}
     checkpoint = loop.folder / CHECKPOINT_FILE
     start_epoch, best_score, best_epoch = 0, -np.inf, -1
     if checkpoint.is_file():
@@ -67,7 +73,7 @@ def run(loop: Loop, batch_loss: BatchLoss, validate: Validate) -> tuple[int, flo
         loop.reporter.advance(start_epoch)  # the progress counts the epochs done before the interruption
         loop.reporter.log(f"{prefix}resumed after epoch {start_epoch - 1}")
     if loop.stop_file is None or not loop.stop_file.is_file():
-        drop_history_from(loop.history, start_epoch, loop.history_keys.get("member"))
+        drop_history_from(loop.history, start_epoch, loop.member)
     for epoch in range(start_epoch, loop.epochs):
         if loop.stop_file is not None and loop.stop_file.is_file():
             break
@@ -90,9 +96,9 @@ def run(loop: Loop, batch_loss: BatchLoss, validate: Validate) -> tuple[int, flo
             loop.save_best()
         loop.reporter.metrics(epoch, **{k: round(v, 4) for k, v in values.items()})
         with open(loop.history, "a") as f:
-            f.write(json.dumps({**loop.history_keys, "epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
+            f.write(json.dumps({**history_keys, "epoch": epoch, **values, "best_epoch": best_epoch}) + "\n")
         save_checkpoint(checkpoint, loop.model, loop.optimizer, loop.scheduler, epoch, best_score, best_epoch)
-        loop.reporter.advance(1, message=f"{loop.name} epoch {epoch}" if loop.name else f"epoch {epoch}")
+        loop.reporter.advance(1, message=f"{name} epoch {epoch}" if name else f"epoch {epoch}")
         if epoch - best_epoch >= loop.patience:
             loop.reporter.log(f"{prefix}early stop at epoch {epoch} (best {best_epoch}, score {best_score:.4f})")
             break

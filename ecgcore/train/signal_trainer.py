@@ -284,7 +284,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     seed = cfg.seed + 1000 * member
     torch.manual_seed(seed)
     model = _member_model(cfg.model)
-    steps = int(np.ceil(len(train) / cfg.batch_size))
+    steps = loop.steps_per_epoch(len(train), cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps,
                                                     pct_start=0.15)
@@ -325,7 +325,7 @@ def train_signal_member(member: int, cfg: SignalTrainConfig, train: SignalSet, v
     best_epoch, best_score = loop.run(
         loop.Loop(model, optimizer, scheduler, folder, run_dir / HISTORY_FILE,
                   lambda: save_weights(best_path, "signal", model), reporter, seed, cfg.epochs, cfg.patience,
-                  len(train), cfg.batch_size, name=f"member {member}", history_keys={"member": member}),
+                  len(train), cfg.batch_size, member=member),
         batch_loss, validate)
     write_atomic(folder / DONE_FILE, json.dumps({"best_epoch": best_epoch, "best_score": best_score}) + "\n")
     return best_path
