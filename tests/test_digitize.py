@@ -147,6 +147,28 @@ def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synth
     assert np.nanmedian(_snr(synthetic, dig)) > 15
 
 
+@pytest.mark.parametrize("layout,style", [
+    ("3x4+II", dict(pulse_place="row_start", columns="gap", column_gap_mm=4.0)),
+    ("3x4+II", dict(pulse_place="each_cell", columns="follow", pulse_s=(0.04, 0.16, 0.04))),
+    ("6x2", dict(pulse_place="row_start", columns="gap", column_gap_mm=4.0)),
+])
+def test_columns_with_gaps_or_their_own_pulses_are_placed_from_the_page(synthetic, layout, style):
+    """Printers that leave blank paper or print a pulse between columns: the page placement finds the gap, so every
+    column's time origin is right (a gap missed puts each later column a gap off in time, which the limb-lead
+    physics cannot see: a table reading of the first and third pages holds both laws at 20 dB and reads its later
+    columns at -2 dB; the later columns' cells reading less ink than the first's sends it to the page search)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    px_per_mm = 6.0
+    paper = render(synthetic, styled_layout(layout, style=LayoutStyle(**style)), PaperOptions(px_per_mm=px_per_mm))
+    dig = digitize(paper.mask)
+    assert dig.layout == layout
+    assert dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    snr = _snr(synthetic, dig)
+    assert np.nanmin(snr) > 8 and np.nanmedian(snr) > 15, np.round(snr, 1)
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 
@@ -429,3 +451,19 @@ def test_a_page_of_the_limb_leads_alone_cropped_at_the_right_reads_as_6x1(synthe
     assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
     reading = reading_of(dig)
     assert not reading.reliable and any("does not show V1" in r for r in reading.reasons), reading.reasons
+
+
+def test_a_pulse_is_told_from_a_row_that_steps_down():
+    """Beside a row read across the page (v in mm, down; 0.25 mm a sample): a 10 mm pulse rising from the row's
+    level is a pulse; the trace ending and the strip going on 5 mm lower (a mark, the next print) is not, nor is a
+    pulse taller than the row read where it leaves the row's band (its 'base' is not the row's level)."""
+    from ecgcore.read.digitize import _pulse_height_mm
+
+    flat = np.full(8, 40.0)
+    pulse = np.concatenate([flat, np.full(14, 30.0), flat])  # lead-in, 3.5 mm top, lead-out
+    assert _pulse_height_mm(pulse, "right", 40.0) == pytest.approx(10.0)
+    assert _pulse_height_mm(pulse, "left", 40.0) == pytest.approx(10.0)
+    step = np.concatenate([np.full(12, 40.0), [52.0], np.full(14, 45.0)])  # trace at 40, then 5 mm lower
+    assert _pulse_height_mm(step, "left", 40.0) is None
+    assert _pulse_height_mm(step, "right", 40.0) is None
+    assert _pulse_height_mm(np.concatenate([flat, np.full(14, 30.0)]), "right", 40.0) is None  # no return

@@ -11,6 +11,7 @@ from ecgcore.read.placement import (
     LEAD_CHANGE_TRIM_S,
     SEARCH_STEP_MM,
     best_origin,
+    column_gaps_mm,
     law_windows,
     match_rows,
     place_cells,
@@ -28,6 +29,11 @@ def test_law_windows_of_each_layout():
     assert six["einthoven"].rows == (0, 2, 1) and six["goldberger"].rows == (3, 4, 5)
     twelve = {w.law: w for w in law_windows(make_layout("12x1"))}
     assert (twelve["goldberger"].t0, twelve["goldberger"].t1) == (0.0, 10.0)  # no lead change in a 12x1 row
+    # the prototype's seed-3x4: every column shows the same first 1.8 s, so a law sits in its column's paper seconds
+    seed = {w.law: w for w in law_windows(make_layout("seed-3x4"))}
+    assert (seed["einthoven"].col, seed["einthoven"].paper_s) == (0, 0.0)
+    assert seed["goldberger"].col == 1 and seed["goldberger"].t0 == pytest.approx(LEAD_CHANGE_TRIM_S)
+    assert seed["goldberger"].paper_s == pytest.approx(1.8 + LEAD_CHANGE_TRIM_S)
 
 
 def test_rows_match_in_order_or_by_nearness():
@@ -35,18 +41,19 @@ def test_rows_match_in_order_or_by_nearness():
     assert match_rows([10.0, 50.0, 90.0], [52.0, 130.0], 20.0) == [None, 52.0, None]
 
 
-def _strips_3x4(synthetic, x0_mm: float, u_start: float, pulse: bool) -> np.ndarray:
-    """The three rows of a 3x4 printout read across the page, sampled every SEARCH_STEP_MM, first lead at x0_mm."""
+def _strips_3x4(synthetic, x0_mm: float, u_start: float, pulse: bool, gap_mm: float = 0.0) -> np.ndarray:
+    """The three rows of a 3x4 printout read across the page, sampled every SEARCH_STEP_MM, first lead at x0_mm,
+    and ``gap_mm`` of blank paper between columns."""
     speed = 25.0
     signal = np.asarray(synthetic.signal, np.float64)
     fs = synthetic.fs
-    n = int(round((x0_mm + 10.0 * speed - u_start) / SEARCH_STEP_MM)) + 40
+    n = int(round((x0_mm + 10.0 * speed + 3 * gap_mm - u_start) / SEARCH_STEP_MM)) + 40
     u = u_start + np.arange(n) * SEARCH_STEP_MM
-    t = (u - x0_mm) / speed
     strips = np.full((3, n), np.nan)
     grid = ((("I", "aVR", "V1", "V4")), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
     for r, leads in enumerate(grid):
         for c, lead in enumerate(leads):
+            t = (u - x0_mm - c * gap_mm) / speed
             sel = (t >= 2.5 * c) & (t < 2.5 * (c + 1))
             strips[r, sel] = np.interp(t[sel], np.arange(len(signal)) / fs, signal[:, LEAD_INDEX[lead]])
         if pulse:  # a 1 mV calibration pulse in the 6 mm before the first lead
@@ -62,11 +69,32 @@ def test_best_origin_finds_the_first_lead_wherever_the_printer_put_it(synthetic,
     strips = _strips_3x4(synthetic, x0_mm, u_start=2.0, pulse=pulse)
     found = best_origin(strips, 2.0, law_windows(lay), 25.0, around_mm=[14.0])
     assert found is not None
-    origin, score = found
+    origin, score = found.x0_mm, found.score_db
     # The pulse's flat foot (1.5 mm at 0 mV) keeps the laws like a lead's flat stretch: it may be taken as part of
     # the first lead; without a pulse the first sample is found to within a step.
     assert x0_mm - (1.5 if pulse else 0.0) - SEARCH_STEP_MM <= origin <= x0_mm + SEARCH_STEP_MM
     assert score >= 20
+
+
+@pytest.mark.parametrize("gap_mm", [0.0, 2.5, 6.0])
+def test_best_origin_finds_a_gap_between_columns(synthetic, gap_mm):
+    """A printer that leaves blank paper between columns (the time windows still follow each other): the gap is
+    found, and none is taken where there is none."""
+    lay = make_layout("3x4")
+    strips = _strips_3x4(synthetic, 15.0, u_start=2.0, pulse=False, gap_mm=gap_mm)
+    found = best_origin(strips, 2.0, law_windows(lay), 25.0, around_mm=[14.0], row_s=10.0,
+                        row_cells_s=[2.5] * 4, gaps_mm=column_gaps_mm(lay))
+    assert found is not None
+    assert found.gap_mm == pytest.approx(gap_mm, abs=0.5)
+    assert found.x0_mm == pytest.approx(15.0, abs=0.75) and found.score_db >= 20
+    cells = {c.lead: c for c in place_cells(lay, found.x0_mm, [30.0, 70.0, 110.0], 25.0, found.gap_mm)}
+    assert cells["V4"].x_mm == pytest.approx(15.0 + (7.5 + LEAD_CHANGE_TRIM_S) * 25.0 + 3 * gap_mm, abs=1.5)
+
+
+def test_one_column_layouts_search_no_gap():
+    assert column_gaps_mm(make_layout("12x1")) == (0.0,)
+    assert column_gaps_mm(make_layout("6x1")) == (0.0,)
+    assert len(column_gaps_mm(make_layout("3x4+II"))) > 1
 
 
 def test_best_origin_without_limb_leads_read_is_none(synthetic):

@@ -75,7 +75,15 @@ from ecgcore.read.ink import (
 )
 from ecgcore.read.layoutfit import cells_from_boxes, choose_layout, find_ink_rows
 from ecgcore.read.physics import RELIABLE_MIN_DB, consistency_score, limb_consistency
-from ecgcore.read.placement import SEARCH_STEP_MM, best_origin, law_windows, match_rows, place_cells
+from ecgcore.read.placement import (
+    SEARCH_STEP_MM,
+    best_origin,
+    column_gaps_mm,
+    law_windows,
+    match_rows,
+    place_cells,
+    table_gap_mm,
+)
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     REPEAT_R_SAME,
@@ -100,10 +108,14 @@ WFDB_DEFAULT_RECORD_NAME = "ecg"
 MIN_SIDE_PX = 64
 PULSE_SEARCH_MM = 10.0  # a page placed from its rows looks for pulses this far before and after each row's trace
 PULSE_TOP_MIN_MM = 1.5  # a pulse's top is flat for at least this long (0.06 s at 25 mm/s)
+PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level is this close to the row's trace level
 # A reading whose weaker limb-lead law is below this is read again with its cells placed from the page
 # (ecgcore.read.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 PLACEMENT_MARGIN_DB = 1.0
+PLACEMENT_MARGIN_PULSED_DB = 3.0  # ... by this much when the table's reading found its calibration pulses
+COLUMN_SHORT_BY = 0.02  # later columns read this share less of their cells than the first: a gap may lie between
+LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
 # A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
 # columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
 GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
@@ -178,8 +190,9 @@ def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tupl
     if name is None or dig.layout_source != "auto":
         return dig
     if dig.quality.get("placement") == "from the page":
-        alt = _page_reading(name, dig, paper, fit, find_ink_rows(paper, fit), offset, pulses, paper_speed, gain,
-                            layout_flags)
+        found = _page_reading(name, dig, paper, fit, find_ink_rows(paper, fit), offset, pulses, paper_speed, gain,
+                              layout_flags)
+        alt = found[0] if found is not None else None
     else:
         lay = make_layout(name, paper_speed)
         alt = read_cells(paper, fit, list(lay.cells), offset, name, dig.layout_source, lay.duration_s, dig.fs,
@@ -214,8 +227,9 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
     of trace and its columns and time origin where the limb-lead laws hold (ecgcore.read.placement), and, for a layout
     guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
-    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB; every
-    hypothesis tried is named in the quality report.
+    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB
+    (PLACEMENT_MARGIN_PULSED_DB when the table's pulses were found); every hypothesis tried is named in the quality
+    report.
 
     A reading that already keeps the physics (PTB-V with its pulses found, most of the time) is not searched."""
     before = consistency_score(dig.signal, dig.fs)
@@ -225,32 +239,71 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     # Without matched pulses the table's placement is a guess on the 5 mm lattice, and the physics cannot see a
     # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
     guessed = "layout_guessed" in layout_flags
-    if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed:
+    # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
+    # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
+    short = _later_columns_short(dig)
+    if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed and not short:
         return dig
     names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
                             else [])
-    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
+    # A table reading anchored on its matched pulses is replaced only when the physics says so clearly: within a
+    # few dB, page placements differ by where flat stretches (a pulse's lead-in and lead-out) are counted.
+    pulsed = "no_calibration_pulse" not in dig.quality.get("flags", [])
+    margin = -PLACEMENT_MARGIN_DB if guessed else (PLACEMENT_MARGIN_PULSED_DB if pulsed else PLACEMENT_MARGIN_DB)
+    best, best_score = dig, before + margin
     ink_rows = find_ink_rows(paper, fit)
+    placed = []
     for name in names:
-        again = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
-        if again is None:
+        found = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
+        if found is None:
             continue
+        again, unread_mm = found
         score = consistency_score(again.signal, again.fs)
-        tried.append({"layout": name, "placement": "from the page", "score_db": round(score, 2)})
-        if score >= best_score:
-            best, best_score = again, score
+        tried.append({"layout": name, "placement": "from the page", "score_db": round(score, 2),
+                      "unread_mm": round(unread_mm, 2)})
+        placed.append((again, score, unread_mm))
+    # A layout whose cells leave much more of the page's trace unread than another one's is not what was printed,
+    # however well its shorter windows keep the physics (the prototype's 1.8 s seed-3x4 on a 3x4 page).
+    fits = min((unread_mm for _, _, unread_mm in placed), default=0.0)
+    for again, score, unread_mm in placed:
+        if unread_mm > fits + LAYOUT_UNREAD_MARGIN_MM:
+            continue
+        reads_more = (short and score >= before - PLACEMENT_MARGIN_DB and again.layout == dig.layout
+                      and _column_coverage(again)[1] >= _column_coverage(dig)[1] + COLUMN_SHORT_BY)
+        if score >= best_score or (reads_more and best is dig):
+            best, best_score = again, max(score, best_score)
     best.quality["hypotheses"] = tried
     return best
 
 
+def _column_coverage(dig: DigitizedEcg) -> tuple[float, float]:
+    """The median share of its columns read in the cells of the first column (those starting at 0 s, rhythm strips
+    included) and, over the later columns (cells grouped by start time), the best-read column's median."""
+    first, later = [], {}
+    for lead in dig.quality.get("leads", {}).values():
+        for cell in lead.get("cells", []):
+            if cell["t0"] < 0.1:
+                first.append(cell["coverage"])
+            else:
+                later.setdefault(round(cell["t0"], 1), []).append(cell["coverage"])
+    if not first or not later:
+        return 1.0, 1.0
+    return float(np.median(first)), max(float(np.median(v)) for v in later.values())
+
+
+def _later_columns_short(dig: DigitizedEcg) -> bool:
+    """Whether every later column of a reading reads less ink than its first by COLUMN_SHORT_BY or more: what a
+    reading shows when the page has a gap (or a pulse) between columns that its layout table does not."""
+    first, later = _column_coverage(dig)
+    return later <= first - COLUMN_SHORT_BY
+
+
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                   ink_rows: tuple[list[float], list[np.ndarray]], offset: tuple[float, float], pulses: list[Pulse],
-                  paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg | None:
-    """The page read in layout ``name`` placed from the page (None when the page does not show the rows its limb
-    leads need); ``ink_rows`` is :func:`ink_rows` of the page. The prototype's seed-3x4 restarts every column at
-    0 s, which no printer does: not placed."""
-    if name == "seed-3x4":
-        return None
+                  paper_speed: float, gain: float, layout_flags: list[str]) -> tuple[DigitizedEcg, float] | None:
+    """The page read in layout ``name`` placed from the page, and how much of its limb-lead rows (mm) that placement
+    leaves unread on the page (None when the page does not show the rows its limb leads need); ``ink_rows`` is
+    :func:`ink_rows` of the page."""
     lay = make_layout(name, paper_speed)
     windows = law_windows(lay)
     ink_rows, row_cols = ink_rows
@@ -268,11 +321,14 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     # like trace); where they end in a pulse, their start does (best_origin without row_s).
     law_rows = sorted({r for w in windows for r in w.rows})
     trailing = sum(_ends_in_pulse(strips[r], gain) for r in law_rows)
-    row_s = None if 2 * trailing > len(law_rows) else min(max(c.t1 for c in lay.cells if c.row == r) for r in law_rows)
-    found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s)
+    row_cells_s = min(([c.t1 - c.t0 for c in sorted(lay.cells_of_row(r), key=lambda c: c.col)] for r in law_rows),
+                      key=sum)
+    row_s = None if 2 * trailing > len(law_rows) else sum(row_cells_s)
+    found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
+                        gaps_mm=column_gaps_mm(lay), table_gap_mm=table_gap_mm(lay))
     if found is None:
         return None
-    x0, _ = found
+    x0, gap = found.x0_mm, found.gap_mm
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
     shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))
@@ -280,46 +336,65 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     for r in range(n_rows):
         values = strips[r][np.isfinite(strips[r])] if rows[r] is not None else np.empty(0)
         baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
-    cells = place_cells(lay, x0, baselines, paper_speed)
+    cells = place_cells(lay, x0, baselines, paper_speed, gap)
     flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
     # The gain from pulses printed before or after the rows (of any shape); else the given one. The table reading's
     # pulse measurement is not used: its cells were placed where this reading says they are not.
     heights = []
-    row_n = int(round(lay.row_mm / SEARCH_STEP_MM))
+    row_n = int(round((sum(row_cells_s) * paper_speed + (len(row_cells_s) - 1) * gap) / SEARCH_STEP_MM))
     start = int(round((x0 - u_start) / SEARCH_STEP_MM))
     span = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
     for r in law_rows:
-        for lo, hi in ((start - span, start), (start + row_n - span, start + row_n + span)):
-            levels = pulse_levels(strips[r, max(lo, 0): max(hi, 0)])
-            if levels is not None:
-                heights.append(levels[0] - levels[1])
+        for lo, hi, trace_side in ((start - span, start, "right"), (start + row_n - span, start + row_n + span, "left")):
+            height = _pulse_height_mm(strips[r, max(lo, 0): max(hi, 0)], trace_side, baselines[r])
+            if height is not None:
+                heights.append(height)
     used_gain = gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
     again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
                         paper_speed, used_gain, pulses, flags)
     again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
+    again.grid["column_gap_mm"] = round(gap, 2)
     again.quality["placement"] = "from the page"
-    return again
+    return again, found.unread_mm
 
 
 def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
     """Whether a row read across the page (sampled every SEARCH_STEP_MM) ends in a calibration pulse: in its last
-    PULSE_SEARCH_MM of trace, two flat levels 1 mV apart at the given or a standard gain, the top one held for at
-    least PULSE_TOP_MIN_MM in one stretch."""
+    PULSE_SEARCH_MM of trace, a pulse (:func:`_pulse_height_mm`) 1 mV high at the given or a standard gain."""
     read = np.flatnonzero(np.isfinite(strip))
     if not read.size:
         return False
     last = int(read[-1])
     tail = strip[max(0, last + 1 - int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))): last + 1]
-    levels = pulse_levels(tail)
+    height = _pulse_height_mm(tail, "left", float(np.median(strip[read])))
+    return height is not None and any(abs(height / CALIBRATION_MV - g) <= 0.15 * g for g in {gain, *GAINS})
+
+
+def _pulse_height_mm(segment: np.ndarray, trace_side: str, baseline: float) -> float | None:
+    """The height (mm) of a calibration pulse of any shape in a stretch of a row read across the page (sampled every
+    SEARCH_STEP_MM), or None: two flat levels (pulse_levels), the lower one the row's ``baseline`` (its trace's
+    level, within PULSE_BASE_MM), the top one held for at least PULSE_TOP_MIN_MM in one stretch, and the base level
+    beside that stretch on the side of the row's trace (``trace_side``: "right" for a pulse printed before the trace,
+    "left" for one after it). Two flat stretches that are not a pulse are common: a row whose trace ends and goes on
+    lower down the page, or a pulse taller than the row, read where it leaves the row's band."""
+    levels = pulse_levels(segment)
     if levels is None:
-        return False
-    height = (levels[0] - levels[1]) / CALIBRATION_MV
-    if not any(abs(height - g) <= 0.15 * g for g in {gain, *GAINS}):
-        return False
-    at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
-    longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)
-                   if run.size and run[0]), default=0)
-    return longest * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
+        return None
+    base, top = levels
+    if abs(base - baseline) > PULSE_BASE_MM:
+        return None
+    with np.errstate(invalid="ignore"):
+        at_top = np.abs(segment - top) <= PULSE_FLAT_MM
+        at_base = np.abs(segment - base) <= PULSE_FLAT_MM
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], at_top.astype(np.int8), [0]])))
+    if not edges.size:
+        return None
+    starts, ends = edges[0::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    if (ends[k] - starts[k]) * SEARCH_STEP_MM < PULSE_TOP_MIN_MM:
+        return None
+    beside = at_base[ends[k]:] if trace_side == "right" else at_base[: starts[k]]
+    return base - top if beside.any() else None
 
 
 def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_start: float, u_end: float) -> np.ndarray:

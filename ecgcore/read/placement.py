@@ -32,36 +32,62 @@ UNMEASURED_DB = -10.0  # a law that cannot be measured at a candidate origin sco
 CAP_DB = 25.0
 PLATEAU_DB = 0.5  # origins whose score is this close to the best one keep the physics as well
 UNREAD_COST_DB_PER_MM = 2.0  # a candidate origin's score pays this per mm of its law windows left unread
+GAP_MARGIN_DB = 1.0  # a gap between columns is taken when it keeps the physics better than none by more than this
+GAP_INK_SHARE = 0.25  # a gap between columns inked along more than this share of it holds trace, unless ...
+GAP_PULSE_MIN_MM = 4.0  # ... every row shows a flat top this far above its level (a pulse of 0.5 mV at 10 mm/mV) ...
+GAP_ALIKE_MM = 1.0  # ... alike within this from row to row ...
+GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its peaks are narrow)
+MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its flats before each column fits)
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
 @dataclass(frozen=True)
 class LawWindow:
-    """Rows of a layout where one limb-lead law holds, and the seconds of the record they share."""
+    """Rows of a layout where one limb-lead law holds, and the seconds of the record they share.
+
+    ``col`` is the layout column of its cells and ``paper_s`` the seconds of paper from the first lead's start to
+    the window's start, counting the cells before it in the row but no gap between columns (a printer may leave
+    one; best_origin searches it)."""
 
     law: str
     rows: tuple[int, ...]  # the layout rows holding the law's leads, in LIMB_LAWS order
     t0: float
     t1: float
+    col: int = 0
+    paper_s: float = 0.0
 
 
 def law_windows(lay: Layout) -> list[LawWindow]:
-    """Per limb-lead law, the layout cells that show all its leads over the same seconds (3x4: I, II, III in the
-    first column; aVR, aVL, aVF in the second; 6x2 and 12x1: both in the first)."""
+    """Per limb-lead law, the layout cells that show all its leads over the same seconds in one column (3x4: I, II,
+    III in the first column; aVR, aVL, aVF in the second; 6x2 and 12x1: both in the first)."""
     out = []
-    ends = _row_ends(lay)
+    last = _last_cols(lay)
+    starts = paper_starts(lay)
     for law, leads in LIMB_LAWS.items():
-        by_window: dict[tuple[float, float], dict[str, LeadCell]] = {}
+        by_window: dict[tuple[int, float, float], dict[str, LeadCell]] = {}
         for cell in lay.cells:
-            by_window.setdefault((cell.t0, cell.t1), {}).setdefault(cell.lead, cell)
-        for (t0, t1), cells in sorted(by_window.items()):
+            by_window.setdefault((cell.col, cell.t0, cell.t1), {}).setdefault(cell.lead, cell)
+        for (col, t0, t1), cells in sorted(by_window.items()):
             if all(name in cells for name, _ in leads):
                 rows = tuple(cells[name].row for name, _ in leads)
                 if len(set(rows)) == len(rows):
                     # where the cells give way to other leads, the same stretch the reading leaves out
-                    row_end = min(ends[r] for r in rows)
-                    out.append(LawWindow(law, rows, *_trimmed(t0, t1, row_end)))
+                    a, b = _trimmed(t0, t1, col, min(last[r] for r in rows))
+                    out.append(LawWindow(law, rows, a, b, col, starts[(rows[0], col)] + a - t0))
                     break
+    return out
+
+
+def paper_starts(lay: Layout) -> dict[tuple[int, int], float]:
+    """Seconds of paper from a row's first lead to the start of each of its cells, (row, col) -> s: the cells
+    before it in the row, end to end (3x4: 0, 2.5, 5, 7.5; the prototype's seed-3x4, whose every column shows the
+    same first seconds: 0, 1.8, 3.6, 5.4)."""
+    out: dict[tuple[int, int], float] = {}
+    for row in sorted({c.row for c in lay.cells}):
+        at = 0.0
+        for cell in sorted(lay.cells_of_row(row), key=lambda c: c.col):
+            out[(row, cell.col)] = at
+            at += cell.t1 - cell.t0
     return out
 
 
@@ -78,12 +104,13 @@ def match_rows(layout_rows_mm: list[float], ink_rows_mm: list[float], tolerance_
 
 
 def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWindow], samples_per_s: float,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  gap_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Each law's dB (capped at CAP_DB; UNMEASURED_DB where it cannot be measured) for each candidate time origin,
     and how much of each window (mm) is not read in all its rows.
 
     ``strips`` is (layout rows, n) trace values (NaN where not read) sampled every SEARCH_STEP_MM along the paper;
-    ``x0_index`` are candidate sample indices of t = 0; ``samples_per_s`` = paper speed / SEARCH_STEP_MM.
+    ``x0_index`` are candidate sample indices of t = 0; ``samples_per_s`` = paper speed / SEARCH_STEP_MM; each
+    column after the first sits ``gap_steps`` samples further on than the one before it ends.
     Returns two (len(x0_index), len(windows)) arrays.
     """
     n = strips.shape[1]
@@ -92,7 +119,8 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
     for j, win in enumerate(windows):
         coefficients = np.array([c for _, c in LIMB_LAWS[win.law]])
         rows = strips[list(win.rows)]
-        a_off, b_off = int(round(win.t0 * samples_per_s)), int(round(win.t1 * samples_per_s))
+        a_off = int(round(win.paper_s * samples_per_s)) + win.col * gap_steps
+        b_off = a_off + int(round((win.t1 - win.t0) * samples_per_s))
         for i, x0 in enumerate(x0_index):
             a, b = int(x0) + a_off, int(x0) + b_off
             if b > n and n - a >= 0.5 * (b - a):
@@ -110,20 +138,40 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
     return scores, unread
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a layout's first lead starts on the paper (mm), the weakest law's dB there, and the blank paper (mm)
+    between one column's end and the next one's start."""
+
+    x0_mm: float
+    score_db: float
+    gap_mm: float = 0.0
+    # of the law windows and the law rows' cells on the page (and of gaps holding trace, trace left after the cells)
+    unread_mm: float = 0.0
+
+
 def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], paper_speed: float,
-                around_mm: list[float], row_s: float | None = None) -> tuple[float, float] | None:
-    """The paper position (mm) of t = 0 that best keeps every law window's physics, and its score (the weakest law's
-    dB); None when no candidate measures every law. Candidates lie every SEARCH_STEP_MM within SEARCH_AROUND_MM of
-    each position in ``around_mm`` (the layout table's origin) and from SEARCH_BEFORE_MM before to SEARCH_AFTER_MM
-    after the first trace ink.
+                around_mm: list[float], row_s: float | None = None, row_cells_s: list[float] | None = None,
+                gaps_mm: tuple[float, ...] = (0.0,), table_gap_mm: float = 0.0) -> Origin | None:
+    """The paper position (mm) of t = 0 (and the gap between columns, of ``gaps_mm``) that best keeps every law
+    window's physics; None when no candidate measures every law. Candidates lie every SEARCH_STEP_MM within
+    SEARCH_AROUND_MM of each position in ``around_mm`` (the layout table's origin) and from SEARCH_BEFORE_MM before
+    to SEARCH_AFTER_MM after the first trace ink.
 
     The laws hold over a stretch of origins (a window may start on a flat stretch before the trace, such as a
     pulse's lead-out, and the cells' ends next to a lead change are not read), so each candidate's weakest law pays
-    UNREAD_COST_DB_PER_MM for every mm left unread of its windows and of its rows' whole span (``row_s`` seconds
-    from the origin, when given: the law rows' traces end there), and of the candidates within PLATEAU_DB of the
-    best and contiguous with it the latest is taken: any later and a row's span runs past the end of its trace; any
-    earlier only adds a flat stretch before it. Without ``row_s`` (a row whose end is not trace) the earliest is
-    taken, and a flat foot after a calibration pulse may then be taken for the first lead's start.
+    UNREAD_COST_DB_PER_MM for every mm left unread of its windows and of its rows' cells (``row_cells_s``: the
+    seconds of each cell of the law rows, end to end; ``row_s`` seconds from the origin when not given: the law
+    rows' traces end there), and of the candidates within PLATEAU_DB of the best and contiguous with it the latest
+    is taken: any later and a row's span runs past the end of its trace; any earlier only adds a flat stretch before
+    it. Without ``row_s`` (a row whose end is not trace) the earliest is taken, and a flat foot after a calibration
+    pulse may then be taken for the first lead's start.
+
+    A gap between columns other than the layout table's (``table_gap_mm``: none, or the prototype's pulse before
+    every cell) is taken only when it beats the table's by more than GAP_MARGIN_DB: a column
+    moved by a gap breaks a law held across it (3x4: aVR, aVL and aVF read a gap early), its cells read blank
+    paper where the gap is, and a gap too wide holds trace (ink without the flat top that a pulse printed between
+    columns shows alike in every row): each counts as unread.
     """
     if not windows:
         return None
@@ -140,49 +188,112 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     if not len(candidates):
         return None
     samples_per_s = paper_speed / SEARCH_STEP_MM
-    per_law, unread = window_scores(strips, candidates, windows, samples_per_s)
-    scores = per_law.min(axis=1)
-    if scores.max() <= UNMEASURED_DB:
+    cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
+    last_read = int(np.flatnonzero(read)[-1])
+    # between columns a printer leaves blank paper, or prints a pulse alike in every row (a flat top well above
+    # each row's level, the same in all): a gap that is mostly ink without such a top holds trace
+    law = strips[sorted({r for w in windows for r in w.rows})]
+    level = np.where(read, law - np.nanmedian(law, axis=1, keepdims=True), 0.0)
+    pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & (np.ptp(level, axis=0) <= GAP_ALIKE_MM)
+    top_n = max(1, int(round(GAP_PULSE_TOP_MM / SEARCH_STEP_MM)))
+    top_starts = np.convolve(pulse_top.astype(np.int64), np.ones(top_n, np.int64), "valid") == top_n
+    cumulative_top = np.concatenate([[0], np.cumsum(np.concatenate([top_starts, np.zeros(top_n - 1, bool)]))])
+    cells_s = row_cells_s if row_cells_s is not None else ([row_s] if row_s is not None else [])
+    tried = []
+    # Each window scored once at every origin any gap needs: a window in column c at origin x0 and gap g reads
+    # what it reads at origin x0 + c * g with no gap.
+    steps = [int(round(gap / SEARCH_STEP_MM)) for gap in gaps_mm]
+    lo_index = int(candidates.min())
+    origins = np.arange(lo_index, int(candidates.max()) + max(w.col for w in windows) * max(steps) + 1)
+    tables = [window_scores(strips, origins, [w], samples_per_s) for w in windows]
+    for gap, gap_steps in zip(gaps_mm, steps):
+        at_origin = [candidates + w.col * gap_steps - lo_index for w in windows]
+        per_law = np.stack([table[0][i, 0] for table, i in zip(tables, at_origin)], axis=1)
+        unread = np.stack([table[1][i, 0] for table, i in zip(tables, at_origin)], axis=1).max(axis=1)
+        scores = per_law.min(axis=1)
+        if cells_s:
+            cell_unread = np.zeros(len(candidates))
+            n_cells = sum(int(round(seconds * samples_per_s)) for seconds in cells_s)
+            at = 0.0
+            for k, seconds in enumerate(cells_s):
+                lo = candidates + int(round(at * samples_per_s)) + k * gap_steps
+                n_cell = int(round(seconds * samples_per_s))
+                hi = np.clip(lo + n_cell, 0, len(read))
+                read_in = np.where(lo < len(read), cumulative[hi] - cumulative[np.clip(lo, 0, len(read))], 0)
+                cell_unread += n_cell - read_in
+                if k and gap_steps:  # trace in the gap before this column: the whole gap counts as unread
+                    a, b = np.clip(lo - gap_steps, 0, len(read)), np.clip(lo, 0, len(read))
+                    inked = cumulative[b] - cumulative[a] > GAP_INK_SHARE * (b - a)
+                    top = cumulative_top[np.maximum(b - top_n + 1, a)] > cumulative_top[a]
+                    cell_unread += np.where(inked & ~top, b - a, 0)
+                at += seconds
+            if row_s is not None:  # the rows end in trace: none of it is left after the last cell
+                cell_unread += np.maximum(0, last_read + 1 - (lo + n_cell))
+            on_page = np.maximum(unread, cell_unread * SEARCH_STEP_MM)
+            # rows placed past the end of the page count as not read at all: a page cropped at the right shows no
+            # end to place them by (every candidate pays alike), a whole page does (it is placed inside)
+            cell_unread = np.where(lo + n_cell > len(read), n_cells, cell_unread)
+            unread = np.maximum(unread, cell_unread * SEARCH_STEP_MM)
+        else:
+            on_page = unread
+        objective = np.where(scores > UNMEASURED_DB, scores - UNREAD_COST_DB_PER_MM * np.minimum(unread, 1e6), -np.inf)
+        tried.append((gap, scores, objective, on_page))
+    top = max(float(np.max(t[2])) for t in tried)
+    if not np.isfinite(top):
         return None
-    unread = unread.max(axis=1)
-    if row_s is not None:
-        span = int(round(row_s * samples_per_s))
-        ends = candidates + span
-        inside = (candidates >= 0) & (ends <= len(read))
-        cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
-        read_in_span = np.where(inside, cumulative[np.minimum(ends, len(read))] - cumulative[candidates], 0)
-        unread = np.maximum(unread, (span - read_in_span) * SEARCH_STEP_MM)
-    objective = scores - UNREAD_COST_DB_PER_MM * np.minimum(unread, 1e6)
+    gap, scores, objective, on_page = next(t for t in sorted(tried, key=lambda t: (abs(t[0] - table_gap_mm), t[0]))
+                                           if float(np.max(t[2])) >= top - GAP_MARGIN_DB)
     best = int(np.argmax(objective))
     near = objective >= objective[best] - PLATEAU_DB
     step = 1 if row_s is not None else -1
     pick = best
     while 0 <= pick + step < len(candidates) and near[pick + step] and candidates[pick + step] == candidates[pick] + step:
         pick += step
-    return u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick])
+    return Origin(u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick]), gap, float(on_page[pick]))
 
 
-def place_cells(lay: Layout, x0_mm: float, row_baselines_mm: list[float], paper_speed: float) -> list[LeadCell]:
-    """The layout's cells placed on the page: each lead's window starts at ``x0_mm`` + t0 x speed (the trace only,
-    no calibration pulse) and each row on its baseline. Where a row changes lead, LEAD_CHANGE_TRIM_S on either side
-    is left unread: printers put marks and the next lead's label there, which are not trace."""
-    ends = _row_ends(lay)
+def table_gap_mm(lay: Layout) -> float:
+    """The blank paper or pulse (mm) between one column's trace and the next one's in the layout table."""
+    row = sorted(lay.cells_of_row(0), key=lambda c: c.col)
+    if len(row) < 2:
+        return 0.0
+    first, second = row[0], row[1]
+    return second.x_mm + (lay.pulse_mm if second.pulse else 0.0) - (first.x_mm + first.w_mm)
+
+
+def column_gaps_mm(lay: Layout) -> tuple[float, ...]:
+    """The gaps between columns a page placement tries for a layout: none for one column, else 0 to MAX_GAP_MM."""
+    if max(c.col for c in lay.cells) == 0:
+        return (0.0,)
+    return tuple(float(g) for g in np.arange(0.0, MAX_GAP_MM + 1e-9, SEARCH_STEP_MM))
+
+
+def place_cells(lay: Layout, x0_mm: float, row_baselines_mm: list[float], paper_speed: float,
+                gap_mm: float = 0.0) -> list[LeadCell]:
+    """The layout's cells placed on the page: each lead's window starts at ``x0_mm`` + its seconds of paper x speed
+    (the trace only, no calibration pulse), each column ``gap_mm`` further on than the one before it ends, and each
+    row on its baseline. Where a row changes lead, LEAD_CHANGE_TRIM_S on either side is left unread: printers put
+    marks and the next lead's label there, which are not trace."""
+    last = _last_cols(lay)
+    starts = paper_starts(lay)
     cells = []
     for c in lay.cells:
         base = row_baselines_mm[c.row]
-        t0, t1 = _trimmed(c.t0, c.t1, ends[c.row])
-        cells.append(LeadCell(c.lead, c.row, c.col, x0_mm + t0 * paper_speed, base - c.h_mm / 2 - 1.0,
-                              (t1 - t0) * paper_speed, c.h_mm, t0, t1, False))
+        t0, t1 = _trimmed(c.t0, c.t1, c.col, last[c.row])
+        x = x0_mm + (starts[(c.row, c.col)] + t0 - c.t0) * paper_speed + c.col * gap_mm
+        cells.append(LeadCell(c.lead, c.row, c.col, x, base - c.h_mm / 2 - 1.0, (t1 - t0) * paper_speed, c.h_mm,
+                              t0, t1, False))
     return cells
 
 
-def _row_ends(lay: Layout) -> dict[int, float]:
-    ends: dict[int, float] = {}
+def _last_cols(lay: Layout) -> dict[int, int]:
+    """Each row's last column."""
+    last: dict[int, int] = {}
     for c in lay.cells:
-        ends[c.row] = max(ends.get(c.row, c.t1), c.t1)
-    return ends
+        last[c.row] = max(last.get(c.row, c.col), c.col)
+    return last
 
 
-def _trimmed(t0: float, t1: float, row_end: float) -> tuple[float, float]:
+def _trimmed(t0: float, t1: float, col: int, last_col: int) -> tuple[float, float]:
     """A cell's seconds without LEAD_CHANGE_TRIM_S next to a lead change (not at the row's start or end)."""
-    return t0 + (LEAD_CHANGE_TRIM_S if t0 > 0 else 0.0), t1 - (LEAD_CHANGE_TRIM_S if t1 < row_end else 0.0)
+    return t0 + (LEAD_CHANGE_TRIM_S if col > 0 else 0.0), t1 - (LEAD_CHANGE_TRIM_S if col < last_col else 0.0)
