@@ -113,7 +113,6 @@ PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level 
 # (ecgcore.read.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 PLACEMENT_MARGIN_DB = 1.0
-PLACEMENT_MARGIN_PULSED_DB = 3.0  # ... by this much when the table's reading found its calibration pulses
 COLUMN_SHORT_BY = 0.02  # later columns read this share less of their cells than the first: a gap may lie between
 LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
 # A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
@@ -227,9 +226,8 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
     of trace and its columns and time origin where the limb-lead laws hold (ecgcore.read.placement), and, for a layout
     guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
-    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB
-    (PLACEMENT_MARGIN_PULSED_DB when the table's pulses were found); every hypothesis tried is named in the quality
-    report.
+    replaces the table's reading when it keeps the physics better by at least PLACEMENT_MARGIN_DB; every
+    hypothesis tried is named in the quality report.
 
     A reading that already keeps the physics (PTB-V with its pulses found, most of the time) is not searched."""
     before = consistency_score(dig.signal, dig.fs)
@@ -246,11 +244,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         return dig
     names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
                             else [])
-    # A table reading anchored on its matched pulses is replaced only when the physics says so clearly: within a
-    # few dB, page placements differ by where flat stretches (a pulse's lead-in and lead-out) are counted.
-    pulsed = "no_calibration_pulse" not in dig.quality.get("flags", [])
-    margin = -PLACEMENT_MARGIN_DB if guessed else (PLACEMENT_MARGIN_PULSED_DB if pulsed else PLACEMENT_MARGIN_DB)
-    best, best_score = dig, before + margin
+    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else PLACEMENT_MARGIN_DB)
     ink_rows = find_ink_rows(paper, fit)
     placed = []
     for name in names:

@@ -198,6 +198,7 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     top_n = max(1, int(round(GAP_PULSE_TOP_MM / SEARCH_STEP_MM)))
     top_starts = np.convolve(pulse_top.astype(np.int64), np.ones(top_n, np.int64), "valid") == top_n
     cumulative_top = np.concatenate([[0], np.cumsum(np.concatenate([top_starts, np.zeros(top_n - 1, bool)]))])
+    cumulative_in_top = np.concatenate([[0], np.cumsum(pulse_top.astype(np.int64))])
     cells_s = row_cells_s if row_cells_s is not None else ([row_s] if row_s is not None else [])
     tried = []
     # Each window scored once at every origin any gap needs: a window in column c at origin x0 and gap g reads
@@ -221,6 +222,8 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
                 hi = np.clip(lo + n_cell, 0, len(read))
                 read_in = np.where(lo < len(read), cumulative[hi] - cumulative[np.clip(lo, 0, len(read))], 0)
                 cell_unread += n_cell - read_in
+                # a cell holds no pulse: a pulse's top read as trace counts as unread
+                cell_unread += cumulative_in_top[hi] - cumulative_in_top[np.clip(lo, 0, len(read))]
                 if k and gap_steps:  # trace in the gap before this column: the whole gap counts as unread
                     a, b = np.clip(lo - gap_steps, 0, len(read)), np.clip(lo, 0, len(read))
                     inked = cumulative[b] - cumulative[a] > GAP_INK_SHARE * (b - a)
