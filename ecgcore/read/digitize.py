@@ -113,7 +113,7 @@ PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level 
 # (ecgcore.read.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 PLACEMENT_MARGIN_DB = 1.0
-COLUMN_SHORT_BY = 0.02  # later columns read this share less of their cells than the first: a gap may lie between
+COLUMN_SHORT_MM = 1.0  # later columns leave this much more of their cells unread than the first: a gap may lie between
 LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
 # A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
 # columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
@@ -239,7 +239,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     guessed = "layout_guessed" in layout_flags
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
-    short = _later_columns_short(dig)
+    short = _later_columns_short(dig, paper_speed)
     if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed and not short:
         return dig
     names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
@@ -263,33 +263,33 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         if unread_mm > fits + LAYOUT_UNREAD_MARGIN_MM:
             continue
         reads_more = (short and score >= before - PLACEMENT_MARGIN_DB and again.layout == dig.layout
-                      and _column_coverage(again)[1] >= _column_coverage(dig)[1] + COLUMN_SHORT_BY)
+                      and sum(_column_unread_mm(again, paper_speed)[1:])
+                      <= sum(_column_unread_mm(dig, paper_speed)[1:]) - COLUMN_SHORT_MM)
         if score >= best_score or (reads_more and best is dig):
             best, best_score = again, max(score, best_score)
     best.quality["hypotheses"] = tried
     return best
 
 
-def _column_coverage(dig: DigitizedEcg) -> tuple[float, float]:
-    """The median share of its columns read in the cells of the first column (those starting at 0 s, rhythm strips
-    included) and, over the later columns (cells grouped by start time), the best-read column's median."""
-    first, later = [], {}
-    for lead in dig.quality.get("leads", {}).values():
-        for cell in lead.get("cells", []):
-            if cell["t0"] < 0.1:
-                first.append(cell["coverage"])
-            else:
-                later.setdefault(round(cell["t0"], 1), []).append(cell["coverage"])
-    if not first or not later:
-        return 1.0, 1.0
-    return float(np.median(first)), max(float(np.median(v)) for v in later.values())
+def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
+    """Per column of the reading's layout (rhythm strips in the first), the median over its cells of the paper (mm)
+    each leaves unread."""
+    lay = make_layout(dig.layout, paper_speed)
+    by_col: dict[int, list[float]] = {}
+    for lead, entry in dig.quality.get("leads", {}).items():
+        for cell in entry.get("cells", []):
+            mid = 0.5 * (cell["t0"] + cell["t1"])
+            col = next((c.col for c in lay.cells if c.lead == lead and c.t0 <= mid < c.t1), None)
+            if col is not None:
+                by_col.setdefault(col, []).append((1.0 - cell["coverage"]) * (cell["t1"] - cell["t0"]) * paper_speed)
+    return [float(np.median(by_col[c])) for c in sorted(by_col)]
 
 
-def _later_columns_short(dig: DigitizedEcg) -> bool:
-    """Whether every later column of a reading reads less ink than its first by COLUMN_SHORT_BY or more: what a
-    reading shows when the page has a gap (or a pulse) between columns that its layout table does not."""
-    first, later = _column_coverage(dig)
-    return later <= first - COLUMN_SHORT_BY
+def _later_columns_short(dig: DigitizedEcg, paper_speed: float) -> bool:
+    """Whether every later column of a reading leaves COLUMN_SHORT_MM more of its cells unread than its first: what a
+    reading shows when the page has a gap between columns that its layout table does not."""
+    unread = _column_unread_mm(dig, paper_speed)
+    return len(unread) > 1 and min(unread[1:]) >= unread[0] + COLUMN_SHORT_MM
 
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
