@@ -123,6 +123,25 @@ def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, l
         assert "layout_guessed" in flags and not dig.quality["ok"]
 
 
+def test_a_12x1_page_missing_a_row_is_read_on_its_own_row_pitch(synthetic):
+    """Eleven rows of trace and no pulses (V1 printed too faintly to find): the page is a 12x1 that misses a row;
+    the other eleven leads are read on the page's rows, V1 is not."""
+    paper = render(synthetic, "12x1", PaperOptions(px_per_mm=6.0))
+    mask = paper.mask.copy()
+    for box, cell in zip(paper.leads, paper.layout.cells):
+        x0 = int(box.quad[0, 0])
+        if cell.pulse:
+            mask[:, x0: x0 + int(9 * 6.0) + 2][mask[:, x0: x0 + int(9 * 6.0) + 2] == CURVE] = 0
+        if cell.lead == "V1":
+            y0, y1 = int(box.quad[0, 1]), int(box.quad[2, 1])
+            mask[y0:y1][mask[y0:y1] == CURVE] = 0
+    dig = digitize(mask)
+    assert dig.layout == "12x1" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    snr = _snr(synthetic, dig)
+    assert np.isnan(snr[LEAD_INDEX["V1"]])
+    assert np.nanmin(snr) > 10, np.round(snr, 1)
+
+
 @pytest.mark.parametrize("layout,shift_mm", [("3x4+II", 3.0), ("3x4", -2.0), ("6x2", 4.0), ("12x1", 3.0)])
 def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synthetic, layout, shift_mm):
     """A printer without pulses whose leads start shift_mm away from the layout table: the reading is placed from

@@ -39,6 +39,13 @@ def test_law_windows_of_each_layout():
 def test_rows_match_in_order_or_by_nearness():
     assert match_rows([10.0, 50.0, 90.0], [14.0, 52.0, 95.0], 20.0) == [14.0, 52.0, 95.0]
     assert match_rows([10.0, 50.0, 90.0], [52.0, 130.0], 20.0) == [None, 52.0, None]
+    # a 12x1 page on a 15 mm pitch (the table's is 20) that misses its seventh row: the others keep their places
+    ink = [30.0 + 15.0 * k for k in range(12) if k != 6]
+    table = [30.0 + 20.0 * k for k in range(12)]
+    matched = match_rows(table, ink, 10.0)
+    assert matched[6] is None and matched[:6] == ink[:6] and matched[7:] == ink[6:]
+    # rows not on one pitch are matched by nearness
+    assert match_rows(table, [30.0, 47.0, 51.0, 90.0, 110.0, 150.0, 170.0, 190.0, 210.0, 230.0, 250.0], 10.0)[1] == 51.0
 
 
 def _strips_3x4(synthetic, x0_mm: float, u_start: float, pulse: bool, gap_mm: float = 0.0) -> np.ndarray:

@@ -18,6 +18,7 @@ from ecgcore.layouts import LAYOUT_NAMES, Layout, LeadBox, LeadCell, make_layout
 from ecgcore.read import budget
 from ecgcore.read.gridfind import MAJOR_MM, GridFit
 from ecgcore.read.ink import PaperInk, Pulse
+from ecgcore.read.placement import MAX_MISSING_ROWS
 
 PULSE_MATCH_MM = 3.0  # a layout's pulse counts as found when a detected pulse is this close
 ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width
@@ -132,11 +133,14 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     by_rows = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 6: ("6x2", "3x4+3"), 12: ("12x1",)}
     if layout != "auto":
         name = layout
-    elif len(rows) in by_rows:
+    elif len(rows) in by_rows or 12 - MAX_MISSING_ROWS <= len(rows) < 12:
         # Three rows are the prototype's seed-3x4 (4 x 1.8 s, 216 mm) or a plain 3x4 (4 x 2.5 s, 259 mm): the one
         # whose row is as long as the ink's.
+        # Ten or eleven rows are a 12x1 page that misses one or two (a flat lead printed faintly, two rows read as
+        # one): the placement from the page puts the others on their own pitch.
         ink_mm = _ink_row_length_mm(paper, row_cols)
-        name = min(by_rows[len(rows)], key=lambda n: abs(make_layout(n, paper_speed).row_mm - ink_mm))
+        names = by_rows.get(len(rows), ("12x1",))
+        name = min(names, key=lambda n: abs(make_layout(n, paper_speed).row_mm - ink_mm))
     elif not rows:
         # Specks of "curve" but no band of trace along the paper (blank ECG paper, a sideways photo): no ECG to read,
         # and naming a layout would not help.
@@ -145,7 +149,7 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     else:
         raise DigitizationError(
             f"the layout could not be recognised: {len(rows)} rows of trace and no calibration pulse found "
-            f"(known layouts have 3, 4, 6 or 12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
+            f"(known layouts have 3, 4, 6 or 10-12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
             f"{LAYOUT_NAMES[-1]}).", cli_hint="with --layout NAME")
     lay = make_layout(name, paper_speed)
     # Align the first row of trace with the layout's first baseline and the traces' left end with its first cell,

@@ -37,7 +37,8 @@ GAP_INK_SHARE = 0.25  # a gap between columns inked along more than this share o
 GAP_PULSE_MIN_MM = 4.0  # ... every row shows a flat top this far above its level (a pulse of 0.5 mV at 10 mm/mV) ...
 GAP_ALIKE_MM = 1.0  # ... alike within this from row to row ...
 GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its peaks are narrow)
-MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its flats before each column fits)
+MAX_GAP_MM = 16.0
+MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows  # the widest gap between columns searched (a pulse with its flats before each column fits)
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
@@ -93,13 +94,36 @@ def paper_starts(lay: Layout) -> dict[tuple[int, int], float]:
 
 def match_rows(layout_rows_mm: list[float], ink_rows_mm: list[float], tolerance_mm: float) -> list[float | None]:
     """The ink row that each layout row (baseline in paper mm, already placed) stands for: in order when the page
-    shows as many rows as the layout, else the nearest ink row within ``tolerance_mm`` (None where there is none)."""
+    shows as many rows as the layout; in order on the page's own row pitch when one or two rows are missing from a
+    page of evenly spaced rows (a flat lead printed faintly, two rows read as one), the first ink row the first
+    layout row; else the nearest ink row within ``tolerance_mm`` (None where there is none)."""
     if len(ink_rows_mm) == len(layout_rows_mm):
         return [float(v) for v in ink_rows_mm]
+    on_pitch = _rows_on_pitch(ink_rows_mm, len(layout_rows_mm))
+    if on_pitch is not None:
+        return on_pitch
     out: list[float | None] = []
     for v in layout_rows_mm:
         near = [w for w in ink_rows_mm if abs(w - v) <= tolerance_mm]
         out.append(min(near, key=lambda w: abs(w - v)) if near else None)
+    return out
+
+
+def _rows_on_pitch(ink_rows_mm: list[float], n_rows: int) -> list[float | None] | None:
+    """``n_rows`` rows on the ink rows' own pitch (the smallest spacing), each ink row on its lattice place, None where
+    a place holds none; None when the page misses more than MAX_MISSING_ROWS or its rows are not on one pitch."""
+    n_ink = len(ink_rows_mm)
+    if n_ink < 4 or not n_rows - MAX_MISSING_ROWS <= n_ink < n_rows:
+        return None
+    v = np.sort(np.asarray(ink_rows_mm, np.float64))
+    gaps = np.diff(v)
+    pitch = float(np.median(gaps[gaps <= 1.25 * gaps.min()]))
+    index = np.round((v - v[0]) / pitch).astype(int)
+    if index[-1] >= n_rows or len(set(index)) < n_ink or np.abs(v - v[0] - index * pitch).max() > 0.2 * pitch:
+        return None
+    out: list[float | None] = [None] * n_rows
+    for k, value in zip(index, v):
+        out[k] = float(value)
     return out
 
 
