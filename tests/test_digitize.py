@@ -123,6 +123,19 @@ def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, l
         assert "layout_guessed" in flags and not dig.quality["ok"]
 
 
+def test_a_3x4_page_with_two_rhythm_strips_is_read_as_3x4_ii(synthetic):
+    """Five rows and no pulses: a 3x4 grid with rhythm strips II and V1 under it. It is read as 3x4+II (the V1
+    strip repeats V1 and is left unread), placed from the page."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    style = LayoutStyle(pulse_place="none", rhythm_strips="2")
+    paper = render(synthetic, styled_layout("3x4+II", style=style), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "3x4+II" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    assert np.nanmin(_snr(synthetic, dig)) > 10
+
+
 def test_a_12x1_page_missing_a_row_is_read_on_its_own_row_pitch(synthetic):
     """Eleven rows of trace and no pulses (V1 printed too faintly to find): the page is a 12x1 that misses a row;
     the other eleven leads are read on the page's rows, V1 is not."""

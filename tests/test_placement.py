@@ -44,6 +44,8 @@ def test_rows_match_in_order_or_by_nearness():
     table = [30.0 + 20.0 * k for k in range(12)]
     matched = match_rows(table, ink, 10.0)
     assert matched[6] is None and matched[:6] == ink[:6] and matched[7:] == ink[6:]
+    # a rhythm strip more than the layout has (3x4+II with II and V1 under the grid): the first rows, in order
+    assert match_rows([30.0, 70.0, 110.0, 150.0], [25.0, 57.0, 89.0, 121.0, 153.0], 20.0) == [25.0, 57.0, 89.0, 121.0]
     # rows not on one pitch are matched by nearness
     assert match_rows(table, [30.0, 47.0, 51.0, 90.0, 110.0, 150.0, 170.0, 190.0, 210.0, 230.0, 250.0], 10.0)[1] == 51.0
 

@@ -130,7 +130,8 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     """Without pulses: the number of rows of trace picks the layout; the first row and the left end of the traces
     place it. A row counts when its ink runs along at least ROW_MIN_EXTENT of the grid (text lines do not)."""
     rows, row_cols = find_ink_rows(paper, fit)
-    by_rows = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 6: ("6x2", "3x4+3"), 12: ("12x1",)}
+    # Five rows are a 3x4 with two rhythm strips (II, then V1): read as 3x4+II, the second strip left unread.
+    by_rows = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 5: ("3x4+II",), 6: ("6x2", "3x4+3"), 12: ("12x1",)}
     if layout != "auto":
         name = layout
     elif len(rows) in by_rows or 12 - MAX_MISSING_ROWS <= len(rows) < 12:
@@ -149,7 +150,7 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     else:
         raise DigitizationError(
             f"the layout could not be recognised: {len(rows)} rows of trace and no calibration pulse found "
-            f"(known layouts have 3, 4, 6 or 10-12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
+            f"(known layouts have 3 to 6 or 10 to 12 rows); choose the layout ({', '.join(LAYOUT_NAMES[:-1])} or "
             f"{LAYOUT_NAMES[-1]}).", cli_hint="with --layout NAME")
     lay = make_layout(name, paper_speed)
     # Align the first row of trace with the layout's first baseline and the traces' left end with its first cell,

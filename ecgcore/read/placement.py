@@ -38,7 +38,8 @@ GAP_PULSE_MIN_MM = 4.0  # ... every row shows a flat top this far above its leve
 GAP_ALIKE_MM = 1.0  # ... alike within this from row to row ...
 GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its peaks are narrow)
 MAX_GAP_MM = 16.0
-MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows  # the widest gap between columns searched (a pulse with its flats before each column fits)
+MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows
+MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)  # the widest gap between columns searched (a pulse with its flats before each column fits)
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
@@ -94,11 +95,14 @@ def paper_starts(lay: Layout) -> dict[tuple[int, int], float]:
 
 def match_rows(layout_rows_mm: list[float], ink_rows_mm: list[float], tolerance_mm: float) -> list[float | None]:
     """The ink row that each layout row (baseline in paper mm, already placed) stands for: in order when the page
-    shows as many rows as the layout; in order on the page's own row pitch when one or two rows are missing from a
+    shows as many rows as the layout, or up to MAX_EXTRA_STRIPS more (further rhythm strips under a 3x4+II
+    grid, left unread); in order on the page's own row pitch when one or two rows are missing from a
     page of evenly spaced rows (a flat lead printed faintly, two rows read as one), the first ink row the first
     layout row; else the nearest ink row within ``tolerance_mm`` (None where there is none)."""
     if len(ink_rows_mm) == len(layout_rows_mm):
         return [float(v) for v in ink_rows_mm]
+    if len(layout_rows_mm) < len(ink_rows_mm) <= len(layout_rows_mm) + MAX_EXTRA_STRIPS:
+        return [float(v) for v in ink_rows_mm[: len(layout_rows_mm)]]  # more rhythm strips below: not read
     on_pitch = _rows_on_pitch(ink_rows_mm, len(layout_rows_mm))
     if on_pitch is not None:
         return on_pitch
