@@ -375,24 +375,25 @@ def test_cli_names_every_output_as_a_valid_wfdb_record(tmp_path, synthetic):
     assert not (tmp_path / "out2").exists()
 
 
-def _five_rows_without_pulses(synthetic) -> np.ndarray:
-    """A 12x1 page with its pulses and its last seven rows erased: five rows of trace, which no layout has."""
+def _eight_rows_without_pulses(synthetic) -> np.ndarray:
+    """A 12x1 page with its pulses and its last four rows erased: eight rows of trace, which no layout has (ten or
+    eleven are a 12x1 missing a row or two, five a 3x4 with two rhythm strips)."""
     paper = render(synthetic, "12x1", PaperOptions(px_per_mm=6.0))
     mask = paper.mask.copy()
     for i, (box, cell) in enumerate(zip(paper.leads, paper.layout.cells)):
         x0, y0, y1 = int(box.quad[0, 0]), int(box.quad[:, 1].min()), int(box.quad[:, 1].max())
-        region = mask[y0: y1 + 1] if i >= 5 else mask[:, x0: x0 + int(9 * 6.0) + 2] if cell.pulse else None
+        region = mask[y0: y1 + 1] if i >= 8 else mask[:, x0: x0 + int(9 * 6.0) + 2] if cell.pulse else None
         if region is not None:
             region[region == CURVE] = 0
     return mask
 
 
 def test_an_unknown_layout_is_asked_for_in_words_and_the_cli_adds_its_option(tmp_path, synthetic):
-    mask = _five_rows_without_pulses(synthetic)
+    mask = _eight_rows_without_pulses(synthetic)
     with pytest.raises(DigitizationError) as info:
         digitize(mask)
     sentence = str(info.value)  # what the Classify page shows: no command-line syntax
-    assert "5 rows of trace" in sentence and "choose the layout (seed-3x4, 3x4+II" in sentence
+    assert "8 rows of trace" in sentence and "choose the layout (seed-3x4, 3x4+II" in sentence
     assert "--" not in sentence and "|" not in sentence
     (tmp_path / "five.png").write_bytes(encode_png(np.full((*mask.shape, 3), 255, np.uint8)))
     (tmp_path / "five_mask.png").write_bytes(encode_png(mask))

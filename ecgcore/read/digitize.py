@@ -341,8 +341,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     for r in law_rows:
         for lo, hi, trace_side in ((start - span, start, "right"), (start + row_n - span, start + row_n + span, "left")):
             height = _pulse_height_mm(strips[r, max(lo, 0): max(hi, 0)], trace_side, baselines[r])
-            if height is not None:
-                heights.append(height)
+            if height is not None and any(abs(height / CALIBRATION_MV - g) <= 0.15 * g for g in GAINS):
+                heights.append(height)  # a pulse of a standard gain (a 1 mm step in a T wave is no pulse)
     used_gain = gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
     again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
                         paper_speed, used_gain, pulses, flags)
@@ -354,14 +354,23 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
 
 def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
     """Whether a row read across the page (sampled every SEARCH_STEP_MM) ends in a calibration pulse: in its last
-    PULSE_SEARCH_MM of trace, a pulse (:func:`_pulse_height_mm`) 1 mV high at the given or a standard gain."""
+    PULSE_SEARCH_MM of trace, two flat levels 1 mV apart at the given or a standard gain, the top one held for at
+    least PULSE_TOP_MIN_MM in one stretch."""
     read = np.flatnonzero(np.isfinite(strip))
     if not read.size:
         return False
     last = int(read[-1])
     tail = strip[max(0, last + 1 - int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))): last + 1]
-    height = _pulse_height_mm(tail, "left", float(np.median(strip[read])))
-    return height is not None and any(abs(height / CALIBRATION_MV - g) <= 0.15 * g for g in {gain, *GAINS})
+    levels = pulse_levels(tail)
+    if levels is None:
+        return False
+    height = (levels[0] - levels[1]) / CALIBRATION_MV
+    if not any(abs(height - g) <= 0.15 * g for g in {gain, *GAINS}):
+        return False
+    at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
+    longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)
+                   if run.size and run[0]), default=0)
+    return longest * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
 
 
 def _pulse_height_mm(segment: np.ndarray, trace_side: str, baseline: float) -> float | None:

@@ -174,7 +174,7 @@ class Origin:
     x0_mm: float
     score_db: float
     gap_mm: float = 0.0
-    # of the law windows and the law rows' cells on the page (and of gaps holding trace, trace left after the cells)
+    # of the law windows and the law rows' cells on the page (and of gaps holding trace, trace after the last cell)
     unread_mm: float = 0.0
 
 
@@ -217,12 +217,14 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
         return None
     samples_per_s = paper_speed / SEARCH_STEP_MM
     cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
-    last_read = int(np.flatnonzero(read)[-1])
     # between columns a printer leaves blank paper, or prints a pulse alike in every row (a flat top well above
     # each row's level, the same in all): a gap that is mostly ink without such a top holds trace
     law = strips[sorted({r for w in windows for r in w.rows})]
     level = np.where(read, law - np.nanmedian(law, axis=1, keepdims=True), 0.0)
-    pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & (np.ptp(level, axis=0) <= GAP_ALIKE_MM)
+    alike = np.ptp(level, axis=0) <= GAP_ALIKE_MM
+    pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & alike
+    # trace (ink unlike from row to row) after a placement's last cell: a layout too short for the page leaves it
+    cumulative_trace = np.concatenate([[0], np.cumsum((read & ~alike).astype(np.int64))])
     top_n = max(1, int(round(GAP_PULSE_TOP_MM / SEARCH_STEP_MM)))
     top_starts = np.convolve(pulse_top.astype(np.int64), np.ones(top_n, np.int64), "valid") == top_n
     cumulative_top = np.concatenate([[0], np.cumsum(np.concatenate([top_starts, np.zeros(top_n - 1, bool)]))])
@@ -258,9 +260,10 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
                     top = cumulative_top[np.maximum(b - top_n + 1, a)] > cumulative_top[a]
                     cell_unread += np.where(inked & ~top, b - a, 0)
                 at += seconds
-            if row_s is not None:  # the rows end in trace: none of it is left after the last cell
-                cell_unread += np.maximum(0, last_read + 1 - (lo + n_cell))
-            on_page = np.maximum(unread, cell_unread * SEARCH_STEP_MM)
+            # what the placement leaves of the page (compared between layouts, not used to place): also the trace
+            # after its last cell (a pulse after the rows is alike in every row and does not count)
+            left_after = cumulative_trace[len(read)] - cumulative_trace[np.clip(lo + n_cell, 0, len(read))]
+            on_page = np.maximum(unread, (cell_unread + left_after) * SEARCH_STEP_MM)
             # rows placed past the end of the page count as not read at all: a page cropped at the right shows no
             # end to place them by (every candidate pays alike), a whole page does (it is placed inside)
             cell_unread = np.where(lo + n_cell > len(read), n_cells, cell_unread)
