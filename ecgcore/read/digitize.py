@@ -95,6 +95,7 @@ from ecgcore.read.trace import (
     pulse_levels,
     read_cells,
     resample,
+    standard_gain,
     track_all,
 )
 
@@ -113,7 +114,7 @@ PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level 
 # (ecgcore.read.placement); the new reading replaces it when its weaker law is better by at least PLACEMENT_MARGIN_DB.
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 PLACEMENT_MARGIN_DB = 1.0
-COLUMN_SHORT_MM = 1.0  # later columns leave this much more of their cells unread than the first: a gap may lie between
+COLUMN_SHORT_MM = 1.0  # every later column leaves this much more of its cells unread than the first: a gap may lie between
 LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
 # A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
 # columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
@@ -239,7 +240,8 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     guessed = "layout_guessed" in layout_flags
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
-    short = _later_columns_short(dig, paper_speed)
+    table_unread = _column_unread_mm(dig, paper_speed)
+    short = len(table_unread) > 1 and min(table_unread[1:]) >= table_unread[0] + COLUMN_SHORT_MM
     if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed and not short:
         return dig
     names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
@@ -263,8 +265,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         if unread_mm > fits + LAYOUT_UNREAD_MARGIN_MM:
             continue
         reads_more = (short and score >= before - PLACEMENT_MARGIN_DB and again.layout == dig.layout
-                      and sum(_column_unread_mm(again, paper_speed)[1:])
-                      <= sum(_column_unread_mm(dig, paper_speed)[1:]) - COLUMN_SHORT_MM)
+                      and sum(_column_unread_mm(again, paper_speed)[1:]) <= sum(table_unread[1:]) - COLUMN_SHORT_MM)
         if score >= best_score or (reads_more and best is dig):
             best, best_score = again, max(score, best_score)
     best.quality["hypotheses"] = tried
@@ -283,13 +284,6 @@ def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
             if col is not None:
                 by_col.setdefault(col, []).append((1.0 - cell["coverage"]) * (cell["t1"] - cell["t0"]) * paper_speed)
     return [float(np.median(by_col[c])) for c in sorted(by_col)]
-
-
-def _later_columns_short(dig: DigitizedEcg, paper_speed: float) -> bool:
-    """Whether every later column of a reading leaves COLUMN_SHORT_MM more of its cells unread than its first: what a
-    reading shows when the page has a gap between columns that its layout table does not."""
-    unread = _column_unread_mm(dig, paper_speed)
-    return len(unread) > 1 and min(unread[1:]) >= unread[0] + COLUMN_SHORT_MM
 
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
@@ -341,7 +335,7 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     for r in law_rows:
         for lo, hi, trace_side in ((start - span, start, "right"), (start + row_n - span, start + row_n + span, "left")):
             height = _pulse_height_mm(strips[r, max(lo, 0): max(hi, 0)], trace_side, baselines[r])
-            if height is not None and any(abs(height / CALIBRATION_MV - g) <= 0.15 * g for g in GAINS):
+            if height is not None and standard_gain(height / CALIBRATION_MV) is not None:
                 heights.append(height)  # a pulse of a standard gain (a 1 mm step in a T wave is no pulse)
     used_gain = gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
     again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
@@ -365,7 +359,7 @@ def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
     if levels is None:
         return False
     height = (levels[0] - levels[1]) / CALIBRATION_MV
-    if not any(abs(height - g) <= 0.15 * g for g in {gain, *GAINS}):
+    if standard_gain(height, (gain, *GAINS)) is None:
         return False
     at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
     longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)

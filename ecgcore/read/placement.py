@@ -37,9 +37,9 @@ GAP_INK_SHARE = 0.25  # a gap between columns inked along more than this share o
 GAP_PULSE_MIN_MM = 4.0  # ... every row shows a flat top this far above its level (a pulse of 0.5 mV at 10 mm/mV) ...
 GAP_ALIKE_MM = 1.0  # ... alike within this from row to row ...
 GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its peaks are narrow)
-MAX_GAP_MM = 16.0
+MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its flats before each column fits)
 MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows
-MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)  # the widest gap between columns searched (a pulse with its flats before each column fits)
+MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
@@ -132,13 +132,13 @@ def _rows_on_pitch(ink_rows_mm: list[float], n_rows: int) -> list[float | None] 
 
 
 def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWindow], samples_per_s: float,
-                  gap_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Each law's dB (capped at CAP_DB; UNMEASURED_DB where it cannot be measured) for each candidate time origin,
     and how much of each window (mm) is not read in all its rows.
 
     ``strips`` is (layout rows, n) trace values (NaN where not read) sampled every SEARCH_STEP_MM along the paper;
-    ``x0_index`` are candidate sample indices of t = 0; ``samples_per_s`` = paper speed / SEARCH_STEP_MM; each
-    column after the first sits ``gap_steps`` samples further on than the one before it ends.
+    ``x0_index`` are candidate sample indices of t = 0; ``samples_per_s`` = paper speed / SEARCH_STEP_MM. Columns
+    are taken end to end (a gap between them is an origin moved by the window's column times the gap).
     Returns two (len(x0_index), len(windows)) arrays.
     """
     n = strips.shape[1]
@@ -147,7 +147,7 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
     for j, win in enumerate(windows):
         coefficients = np.array([c for _, c in LIMB_LAWS[win.law]])
         rows = strips[list(win.rows)]
-        a_off = int(round(win.paper_s * samples_per_s)) + win.col * gap_steps
+        a_off = int(round(win.paper_s * samples_per_s))
         b_off = a_off + int(round((win.t1 - win.t0) * samples_per_s))
         for i, x0 in enumerate(x0_index):
             a, b = int(x0) + a_off, int(x0) + b_off
@@ -203,7 +203,8 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     """
     if not windows:
         return None
-    read = np.isfinite(strips[sorted({r for w in windows for r in w.rows})]).all(axis=0)  # every law row read
+    law = strips[sorted({r for w in windows for r in w.rows})]
+    read = np.isfinite(law).all(axis=0)  # every law row read
     if not read.any():
         return None
     first_ink = u_start + float(np.flatnonzero(read)[0]) * SEARCH_STEP_MM
@@ -219,7 +220,6 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
     # between columns a printer leaves blank paper, or prints a pulse alike in every row (a flat top well above
     # each row's level, the same in all): a gap that is mostly ink without such a top holds trace
-    law = strips[sorted({r for w in windows for r in w.rows})]
     level = np.where(read, law - np.nanmedian(law, axis=1, keepdims=True), 0.0)
     alike = np.ptp(level, axis=0) <= GAP_ALIKE_MM
     pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & alike
@@ -249,13 +249,13 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
             for k, seconds in enumerate(cells_s):
                 lo = candidates + int(round(at * samples_per_s)) + k * gap_steps
                 n_cell = int(round(seconds * samples_per_s))
-                hi = np.clip(lo + n_cell, 0, len(read))
-                read_in = np.where(lo < len(read), cumulative[hi] - cumulative[np.clip(lo, 0, len(read))], 0)
+                first, hi = np.clip(lo, 0, len(read)), np.clip(lo + n_cell, 0, len(read))
+                read_in = np.where(lo < len(read), cumulative[hi] - cumulative[first], 0)
                 cell_unread += n_cell - read_in
                 # a cell holds no pulse: a pulse's top read as trace counts as unread
-                cell_unread += cumulative_in_top[hi] - cumulative_in_top[np.clip(lo, 0, len(read))]
+                cell_unread += cumulative_in_top[hi] - cumulative_in_top[first]
                 if k and gap_steps:  # trace in the gap before this column: the whole gap counts as unread
-                    a, b = np.clip(lo - gap_steps, 0, len(read)), np.clip(lo, 0, len(read))
+                    a, b = np.clip(lo - gap_steps, 0, len(read)), first
                     inked = cumulative[b] - cumulative[a] > GAP_INK_SHARE * (b - a)
                     top = cumulative_top[np.maximum(b - top_n + 1, a)] > cumulative_top[a]
                     cell_unread += np.where(inked & ~top, b - a, 0)

@@ -176,15 +176,17 @@ def _owners(paper: PaperInk, cells: list[LeadCell], touch: float) -> np.ndarray:
     return owner
 
 
+def standard_gain(measured: float, gains: tuple[float, ...] = GAINS) -> float | None:
+    """The first of ``gains`` (mm/mV) that a measured pulse height (mm per mV) is within 15 % of, or None."""
+    return next((g for g in gains if abs(measured - g) <= 0.15 * g), None)
+
+
 def gain_from_pulses(measured: list[float], gain: float) -> float:
     """The given gain, unless the pulses clearly show another standard one (each within 15 % of it)."""
     if not measured:
         return gain
-    m = float(np.median(measured))
-    for g in GAINS:
-        if abs(m - g) <= 0.15 * g:
-            return g
-    return gain
+    found = standard_gain(float(np.median(measured)))
+    return gain if found is None else found
 
 
 @dataclass
