@@ -178,6 +178,68 @@ class Origin:
     unread_mm: float = 0.0
 
 
+@dataclass(frozen=True)
+class _PageRuns:
+    """Running counts along the law rows' strips (one entry per SEARCH_STEP_MM), for the cost of a placement's cells:
+    samples where every law row is read, where a pulse's top shows alike in every row (and where such a top
+    starts a stretch of GAP_PULSE_TOP_MM), and where the rows hold trace unlike from row to row."""
+
+    read: np.ndarray
+    in_top: np.ndarray
+    top: np.ndarray
+    trace: np.ndarray
+    top_n: int
+
+    @property
+    def n(self) -> int:
+        return len(self.read) - 1
+
+    @classmethod
+    def of(cls, law: np.ndarray, read: np.ndarray) -> _PageRuns:
+        def running(mask: np.ndarray) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(mask.astype(np.int64))])
+
+        # between columns a printer leaves blank paper, or prints a pulse alike in every row (a flat top well above
+        # each row's level, the same in all): a gap that is mostly ink without such a top holds trace
+        level = np.where(read, law - np.nanmedian(law, axis=1, keepdims=True), 0.0)
+        alike = np.ptp(level, axis=0) <= GAP_ALIKE_MM
+        pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & alike
+        top_n = max(1, int(round(GAP_PULSE_TOP_MM / SEARCH_STEP_MM)))
+        top_starts = np.convolve(pulse_top.astype(np.int64), np.ones(top_n, np.int64), "valid") == top_n
+        return cls(running(read), running(pulse_top), running(np.concatenate([top_starts, np.zeros(top_n - 1, bool)])),
+                   running(read & ~alike), top_n)
+
+    def cell_costs(self, candidates: np.ndarray, cells_s: list[float], gap_steps: int,
+                   samples_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """For each candidate origin (a strip index), in samples: what its law rows' cells (end to end, ``gap_steps``
+        between columns) leave unread, used to place; and what the placement leaves of the page, compared between
+        layouts: the same without the rule for cells past the page's end, plus the trace after its last cell."""
+        n = self.n
+        cell_unread = np.zeros(len(candidates))
+        n_cells = sum(int(round(seconds * samples_per_s)) for seconds in cells_s)
+        at = 0.0
+        for k, seconds in enumerate(cells_s):
+            lo = candidates + int(round(at * samples_per_s)) + k * gap_steps
+            n_cell = int(round(seconds * samples_per_s))
+            first, hi = np.clip(lo, 0, n), np.clip(lo + n_cell, 0, n)
+            cell_unread += n_cell - np.where(lo < n, self.read[hi] - self.read[first], 0)
+            # a cell holds no pulse: a pulse's top read as trace counts as unread
+            cell_unread += self.in_top[hi] - self.in_top[first]
+            if k and gap_steps:  # trace in the gap before this column: the whole gap counts as unread
+                a, b = np.clip(lo - gap_steps, 0, n), first
+                inked = self.read[b] - self.read[a] > GAP_INK_SHARE * (b - a)
+                top = self.top[np.maximum(b - self.top_n + 1, a)] > self.top[a]
+                cell_unread += np.where(inked & ~top, b - a, 0)
+            at += seconds
+        end = lo + n_cell
+        # what the placement leaves of the page (compared between layouts, not used to place): also the trace after
+        # its last cell (a pulse after the rows is alike in every row and does not count)
+        on_page = cell_unread + self.trace[n] - self.trace[np.clip(end, 0, n)]
+        # rows placed past the end of the page count as not read at all: a page cropped at the right shows no end to
+        # place them by (every candidate pays alike), a whole page does (it is placed inside)
+        return np.where(end > n, n_cells, cell_unread), on_page
+
+
 def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], paper_speed: float,
                 around_mm: list[float], row_s: float | None = None, row_cells_s: list[float] | None = None,
                 gaps_mm: tuple[float, ...] = (0.0,), table_gap_mm: float = 0.0) -> Origin | None:
@@ -217,18 +279,7 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     if not len(candidates):
         return None
     samples_per_s = paper_speed / SEARCH_STEP_MM
-    cumulative = np.concatenate([[0], np.cumsum(read.astype(np.int64))])
-    # between columns a printer leaves blank paper, or prints a pulse alike in every row (a flat top well above
-    # each row's level, the same in all): a gap that is mostly ink without such a top holds trace
-    level = np.where(read, law - np.nanmedian(law, axis=1, keepdims=True), 0.0)
-    alike = np.ptp(level, axis=0) <= GAP_ALIKE_MM
-    pulse_top = read & (level.max(axis=0) <= -GAP_PULSE_MIN_MM) & alike
-    # trace (ink unlike from row to row) after a placement's last cell: a layout too short for the page leaves it
-    cumulative_trace = np.concatenate([[0], np.cumsum((read & ~alike).astype(np.int64))])
-    top_n = max(1, int(round(GAP_PULSE_TOP_MM / SEARCH_STEP_MM)))
-    top_starts = np.convolve(pulse_top.astype(np.int64), np.ones(top_n, np.int64), "valid") == top_n
-    cumulative_top = np.concatenate([[0], np.cumsum(np.concatenate([top_starts, np.zeros(top_n - 1, bool)]))])
-    cumulative_in_top = np.concatenate([[0], np.cumsum(pulse_top.astype(np.int64))])
+    page = _PageRuns.of(law, read)
     cells_s = row_cells_s if row_cells_s is not None else ([row_s] if row_s is not None else [])
     tried = []
     # Each window scored once at every origin any gap needs: a window in column c at origin x0 and gap g reads
@@ -243,30 +294,8 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
         unread = np.stack([table[1][i, 0] for table, i in zip(tables, at_origin)], axis=1).max(axis=1)
         scores = per_law.min(axis=1)
         if cells_s:
-            cell_unread = np.zeros(len(candidates))
-            n_cells = sum(int(round(seconds * samples_per_s)) for seconds in cells_s)
-            at = 0.0
-            for k, seconds in enumerate(cells_s):
-                lo = candidates + int(round(at * samples_per_s)) + k * gap_steps
-                n_cell = int(round(seconds * samples_per_s))
-                first, hi = np.clip(lo, 0, len(read)), np.clip(lo + n_cell, 0, len(read))
-                read_in = np.where(lo < len(read), cumulative[hi] - cumulative[first], 0)
-                cell_unread += n_cell - read_in
-                # a cell holds no pulse: a pulse's top read as trace counts as unread
-                cell_unread += cumulative_in_top[hi] - cumulative_in_top[first]
-                if k and gap_steps:  # trace in the gap before this column: the whole gap counts as unread
-                    a, b = np.clip(lo - gap_steps, 0, len(read)), first
-                    inked = cumulative[b] - cumulative[a] > GAP_INK_SHARE * (b - a)
-                    top = cumulative_top[np.maximum(b - top_n + 1, a)] > cumulative_top[a]
-                    cell_unread += np.where(inked & ~top, b - a, 0)
-                at += seconds
-            # what the placement leaves of the page (compared between layouts, not used to place): also the trace
-            # after its last cell (a pulse after the rows is alike in every row and does not count)
-            left_after = cumulative_trace[len(read)] - cumulative_trace[np.clip(lo + n_cell, 0, len(read))]
-            on_page = np.maximum(unread, (cell_unread + left_after) * SEARCH_STEP_MM)
-            # rows placed past the end of the page count as not read at all: a page cropped at the right shows no
-            # end to place them by (every candidate pays alike), a whole page does (it is placed inside)
-            cell_unread = np.where(lo + n_cell > len(read), n_cells, cell_unread)
+            cell_unread, page_unread = page.cell_costs(candidates, cells_s, gap_steps, samples_per_s)
+            on_page = np.maximum(unread, page_unread * SEARCH_STEP_MM)
             unread = np.maximum(unread, cell_unread * SEARCH_STEP_MM)
         else:
             on_page = unread
