@@ -201,6 +201,31 @@ def test_columns_with_gaps_or_their_own_pulses_are_placed_from_the_page(syntheti
     assert np.nanmin(snr) > 8 and np.nanmedian(snr) > 15, np.round(snr, 1)
 
 
+@pytest.mark.parametrize("layout,pulse_s", [("12x1", (0.08, 0.17, 0.01)), ("12x1", (0.12, 0.22, 0.06))])
+def test_a_pulse_of_another_width_sends_the_reading_to_the_page(synthetic, layout, pulse_s):
+    """A printer whose pulse is narrower or wider than the standard 2-5-2 mm one starts each lead where its own pulse
+    ends: the table, which starts it 9 mm after the pulse's start, would read every lead 0.1 s off alike (both laws
+    hold, so the physics alone does not send it to the page search). The pulse's top is measured, its other end
+    flagged, and the leads placed from the page."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    px_per_mm = 6.0
+    style = LayoutStyle(pulse_place="row_start", pulse_s=pulse_s)
+    paper = render(synthetic, styled_layout(layout, style=style), PaperOptions(px_per_mm=px_per_mm))
+    dig = digitize(paper.mask)
+    assert dig.layout == layout
+    assert "pulse_of_other_shape" in dig.quality["flags"] and dig.quality["placement"] == "from the page"
+    snr = _snr(synthetic, dig)
+    assert np.nanmedian(snr) > 15, np.round(snr, 1)
+
+
+def test_the_standard_pulse_is_not_flagged(synthetic):
+    dig = digitize(render(synthetic, "3x4+II", PaperOptions(px_per_mm=6.0)).mask)
+    top = dig.quality["pulse_top_mm"]
+    assert abs(top[0] - 2.0) < 0.4 and abs(top[1] - 7.0) < 0.4 and "pulse_of_other_shape" not in dig.quality["flags"]
+    assert dig.quality["placement"] == "layout table"
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 

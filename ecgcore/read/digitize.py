@@ -237,7 +237,9 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     dig.quality["hypotheses"] = tried
     # Without matched pulses the table's placement is a guess on the 5 mm lattice, and the physics cannot see a
     # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
-    guessed = "layout_guessed" in layout_flags
+    # Nor can it see the origin of a table placement anchored on another printer's pulse (the lead after it starts
+    # where that pulse ends, not where the standard one would): searched, and the page's placement preferred, alike.
+    guessed = "layout_guessed" in layout_flags or "pulse_of_other_shape" in dig.quality.get("flags", [])
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
     table_unread = _column_unread_mm(dig, paper_speed)
@@ -269,6 +271,10 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         if score >= best_score or (reads_more and best is dig):
             best, best_score = again, max(score, best_score)
     best.quality["hypotheses"] = tried
+    if best is not dig and "pulse_top_mm" in dig.quality:  # what sent it here stays in the report
+        best.quality["pulse_top_mm"] = dig.quality["pulse_top_mm"]
+        if "pulse_of_other_shape" in dig.quality["flags"]:
+            best.quality["flags"] = [*best.quality["flags"], "pulse_of_other_shape"]
     return best
 
 

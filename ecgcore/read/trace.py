@@ -24,6 +24,11 @@ from ecgcore.read.gridfind import GridFit
 from ecgcore.read.ink import PaperInk, Pulse
 
 PULSE_FLAT_MM = 0.4  # a pulse's flat parts stay within this of their level
+# A pulse whose top ends further than this from the standard 2-5-2 mm pulse's (7 mm after the start the pulse search
+# matched; PTB-V photos: within 0.25 mm) is another printer's: the lead after it need not start where the standard
+# pulse would end (ecgcore.read.digitize then places the leads from the page). Where the top starts is not used:
+# the search matches a pulse of another width by its rise or its fall.
+PULSE_END_TOLERANCE_MM = 0.4
 PULSE_LEVEL_SHARE = 0.15  # each of a pulse's two levels holds at least this share of its columns
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
 # over their common seconds is at least this (different leads at the same time: rarely above 0.6).
@@ -61,6 +66,7 @@ class _CellReading:
     v: np.ndarray  # the trace's v (mm) per column, NaN where none
     pulse_baseline: float | None
     pulse_gain: float | None
+    pulse_top_mm: tuple[float, float] | None = None  # where the pulse's top starts and ends, mm from the cell's start
 
 
 def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tuple[float, float],
@@ -126,6 +132,13 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
         traces.append((cell.lead, fit.to_image(np.stack([r.u, r.v], axis=1))))
 
     quality = _quality(signal, per_cell_quality, fit, layout_flags, measured_gains, used_gain, gain, fs)
+    tops = [r.pulse_top_mm for r in readings if r.pulse_top_mm is not None]
+    if tops:
+        top = np.median(np.asarray(tops), axis=0)
+        quality["pulse_top_mm"] = [round(float(top[0]), 2), round(float(top[1]), 2)]
+        standard_end = sum(CALIBRATION_SEGMENTS_MM[:2]) * paper_speed / DEFAULT_PAPER_SPEED
+        if abs(float(top[1]) - standard_end) > PULSE_END_TOLERANCE_MM:
+            quality["flags"] = [*quality["flags"], "pulse_of_other_shape"]
     if marks:
         quality["pace_marks_s"] = marks
         quality["flags"] = [*quality["flags"], "pacing_marks_removed"]
@@ -230,6 +243,7 @@ def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w
     u, v = column_values(columns.runs, path, n_cols, paper.px_per_mm)
     u = np.where(np.isfinite(u), u, columns.u_start + np.arange(n_cols) * columns.col_mm)
     pulse_baseline = pulse_gain = None
+    pulse_top = None
     rel = u - cell.x_mm
     if cell.pulse:
         scale = paper_speed / DEFAULT_PAPER_SPEED
@@ -247,9 +261,22 @@ def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w
             if abs(base - cell.baseline_mm) <= 3.0 and height > 0:
                 pulse_baseline = base
                 pulse_gain = height / CALIBRATION_MV
+                pulse_top = _top_extent(rel, v, top, pulse_w)
         # The pulse is not signal; nor is the step back down at its end.
         v = np.where(rel < pulse_w + 0.5 * columns.col_mm, np.nan, v)
-    return _CellReading(cell, u, v, pulse_baseline, pulse_gain)
+    return _CellReading(cell, u, v, pulse_baseline, pulse_gain, pulse_top)
+
+
+def _top_extent(rel: np.ndarray, v: np.ndarray, top: float, pulse_w: float) -> tuple[float, float] | None:
+    """The longest stretch of columns (mm from the cell's start) where a pulse's trace keeps its top level, within
+    the standard pulse's width and half of it again (a wider pulse's top runs on past it)."""
+    at = (rel >= 0) & (rel <= 1.5 * pulse_w) & (np.abs(v - top) <= PULSE_FLAT_MM)
+    if not at.any():
+        return None
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], at.astype(np.int8), [0]])))
+    starts, ends = edges[0::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return float(rel[starts[k]]), float(rel[ends[k] - 1])
 
 
 def pulse_levels(v: np.ndarray) -> tuple[float, float] | None:
