@@ -183,6 +183,10 @@ def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synth
     ("3x4+II", dict(pulse_place="row_start", columns="gap", column_gap_mm=4.0)),
     ("3x4+II", dict(pulse_place="each_cell", columns="follow", pulse_s=(0.04, 0.16, 0.04))),
     ("6x2", dict(pulse_place="row_start", columns="gap", column_gap_mm=4.0)),
+    # a gap narrower than 2 mm after a narrow pulse: bridged in the rows read across the page, it let the first
+    # column start a gap late (the second column kept its place), every limb lead 0.07 s off and both laws holding
+    ("6x2", dict(pulse_place="row_start", columns="gap", column_gap_mm=1.75, pulse_s=(0.0, 0.1, 0.0))),
+    ("3x4+II", dict(pulse_place="row_start", columns="gap", column_gap_mm=1.75, pulse_s=(0.0, 0.1, 0.0))),
 ])
 def test_columns_with_gaps_or_their_own_pulses_are_placed_from_the_page(synthetic, layout, style):
     """Printers that leave blank paper or print a pulse between columns: the page placement finds the gap, so every

@@ -107,6 +107,9 @@ WFDB_RECORD_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,50}")
 WFDB_RECORD_NAME_MAX = 50
 WFDB_DEFAULT_RECORD_NAME = "ecg"
 MIN_SIDE_PX = 64
+# A row read across the page is bridged over gaps in its ink up to this long; a longer one stays unread: the blank
+# paper a printer leaves between columns (1.5 mm and more) must show in the placement's cell costs
+STRIP_MAX_GAP_MM = 1.0
 PULSE_SEARCH_MM = 10.0  # a page placed from its rows looks for pulses this far before and after each row's trace
 PULSE_TOP_MIN_MM = 1.5  # a pulse's top is flat for at least this long (0.06 s at 25 mm/s)
 PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level is this close to the row's trace level
@@ -415,7 +418,7 @@ def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_star
     strips = np.full((len(rows), len(grid)), np.nan)
     for (r, _), col, path in zip(placed, columns, paths):
         u, v = column_values(col.runs, path, col.n_cols, paper.px_per_mm)
-        strips[r] = resample(u, v, grid, max_gap_s=2.0)
+        strips[r] = resample(u, v, grid, max_gap_s=STRIP_MAX_GAP_MM)
     return strips
 
 
