@@ -133,7 +133,7 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
 
     quality = _quality(signal, per_cell_quality, fit, layout_flags, measured_gains, used_gain, gain, fs)
     tops = [r.pulse_top_mm for r in readings if r.pulse_top_mm is not None]
-    if tops:
+    if tops and "no_calibration_pulse" not in layout_flags:  # else what was measured is not a pulse
         top = np.median(np.asarray(tops), axis=0)
         quality["pulse_top_mm"] = [round(float(top[0]), 2), round(float(top[1]), 2)]
         standard_end = sum(CALIBRATION_SEGMENTS_MM[:2]) * paper_speed / DEFAULT_PAPER_SPEED
