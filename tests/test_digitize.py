@@ -255,6 +255,21 @@ def test_the_standard_pulse_is_not_flagged(synthetic):
     assert dig.quality["placement"] == "layout table"
 
 
+@pytest.mark.parametrize("layout", ["6x2", "3x4+3"])
+def test_a_pulse_before_each_column_starts_that_column_after_it(synthetic, layout):
+    """A printer that prints a calibration pulse before every column, not only at the row's start: a later column's
+    trace starts after its pulse (the table would read the pulse as the first 0.36 s of V1-V6, and each lead 0.36 s
+    early; both limb-lead laws hold in the first column, so nothing noticed; a 3x4+3 page was read as 6x2)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    style = LayoutStyle(pulse_place="each_cell", columns="follow")
+    paper = render(synthetic, styled_layout(layout, style=style), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == layout and "pulse_before_each_column" in dig.quality["flags"]
+    snr = _snr(synthetic, dig)
+    assert np.nanmin(snr) > 15, np.round(snr, 1)
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 

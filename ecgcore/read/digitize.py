@@ -61,7 +61,7 @@ from ecgcore.constants import (
     PAPER_SPEEDS,
 )
 from ecgcore.errors import DigitizationError
-from ecgcore.layouts import LAYOUT_NAMES, LIMB_PAGE, SAME_PULSES, LeadBox, LeadCell, make_layout
+from ecgcore.layouts import LAYOUT_NAMES, LIMB_PAGE, SAME_PULSES, Layout, LeadBox, LeadCell, make_layout
 from ecgcore.read import budget
 from ecgcore.read.digitized import DigitizedEcg
 from ecgcore.read.gridfind import GridFit, find_grid
@@ -73,7 +73,7 @@ from ecgcore.read.ink import (
     paper_ink,
     without_long_verticals,
 )
-from ecgcore.read.layoutfit import cells_from_boxes, choose_layout, find_ink_rows
+from ecgcore.read.layoutfit import cells_after_found_pulses, cells_from_boxes, choose_layout, find_ink_rows
 from ecgcore.read.physics import RELIABLE_MIN_DB, consistency_score, limb_consistency
 from ecgcore.read.placement import (
     SEARCH_STEP_MM,
@@ -122,6 +122,7 @@ LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace 
 # A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
 # columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
 GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
+PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
 
@@ -162,7 +163,7 @@ def digitize(
         layout_flags: list[str] = []
     else:
         chosen, offset, layout_flags = choose_layout(layout, paper, pulses, fit, paper_speed)
-        cells = list(make_layout(chosen, paper_speed).cells)
+        cells, layout_flags = _table_cells(make_layout(chosen, paper_speed), offset, pulses, layout_flags)
         source = "auto" if layout == "auto" else "given"
     lay = make_layout(chosen, paper_speed) if chosen in LAYOUT_NAMES else None
     duration = lay.duration_s if lay else max(c.t1 for c in cells)
@@ -174,14 +175,23 @@ def digitize(
         # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and
         # as rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not.
         alt_lay = make_layout(twin, paper_speed)
-        alt = read_cells(paper, fit, list(alt_lay.cells), offset, twin, source, alt_lay.duration_s, fs, paper_speed,
-                         gain, pulses, layout_flags)
+        alt_cells, alt_flags = _table_cells(alt_lay, offset, pulses, [f for f in layout_flags if f != PULSE_EACH_COLUMN])
+        alt = read_cells(paper, fit, alt_cells, offset, twin, source, alt_lay.duration_s, fs, paper_speed,
+                         gain, pulses, alt_flags)
         three_by_four = dig if chosen == "3x4+3" else alt
         agree = three_by_four.quality.get("repeats_r_median")
         is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
         dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
     return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+
+
+def _table_cells(lay: Layout, offset: tuple[float, float], pulses: list[Pulse],
+                 layout_flags: list[str]) -> tuple[list[LeadCell], list[str]]:
+    """The layout table's cells at ``offset``, a later column that starts with a pulse of its own moved on by it
+    (ecgcore.read.layoutfit.cells_after_found_pulses), flagged PULSE_EACH_COLUMN when any is."""
+    cells, added = cells_after_found_pulses(lay, offset, pulses)
+    return cells, [*layout_flags, PULSE_EACH_COLUMN] if added else list(layout_flags)
 
 
 def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float], pulses: list[Pulse],
@@ -322,7 +332,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                       key=sum)
     row_s = None if 2 * trailing > len(law_rows) else sum(row_cells_s)
     found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
-                        gaps_mm=column_gaps_mm(lay), table_gap_mm=table_gap_mm(lay))
+                        gaps_mm=column_gaps_mm(lay),
+                        table_gap_mm=table_gap_mm(lay) + (lay.pulse_mm if PULSE_EACH_COLUMN in layout_flags else 0.0))
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm

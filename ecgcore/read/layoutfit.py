@@ -4,6 +4,8 @@ of ink when there are none, and lead boxes given by a person turned into cells. 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -66,6 +68,31 @@ def choose_layout(layout: str, paper: PaperInk, pulses: list[Pulse], fit: GridFi
         return best[2], best[3], flags
     # No convincing pulse pattern: fall back on the rows of ink.
     return _layout_from_rows(layout, paper, fit, paper_speed)
+
+
+def cells_after_found_pulses(lay: Layout, offset: tuple[float, float], pulses: list[Pulse]) -> tuple[list[LeadCell], int]:
+    """The layout's cells, where a printer put a calibration pulse before a later column too (a pulse found within
+    PULSE_MATCH_MM of where that cell starts, on its row): that cell then holds the pulse and its trace after it, and
+    the row's later cells move on by the pulse's width. Returns the cells and how many gained a pulse."""
+    found = np.array([[p.u, p.v] for p in pulses], np.float64).reshape(-1, 2)
+    if not len(found):
+        return list(lay.cells), 0
+    out: list[LeadCell] = []
+    added = 0
+    for row in sorted({c.row for c in lay.cells}):
+        moved = 0.0
+        for cell in sorted(lay.cells_of_row(row), key=lambda c: c.col):
+            x = cell.x_mm + moved
+            if not cell.pulse and cell.col > 0:
+                d = np.hypot(found[:, 0] - (x + offset[0]), found[:, 1] - (cell.baseline_mm + offset[1]))
+                if d.min() <= PULSE_MATCH_MM:
+                    out.append(replace(cell, x_mm=x, w_mm=cell.w_mm + lay.pulse_mm, pulse=True))
+                    moved += lay.pulse_mm
+                    added += 1
+                    continue
+            out.append(replace(cell, x_mm=x))
+    by_place = {(c.row, c.col): c for c in out}
+    return [by_place[(c.row, c.col)] for c in lay.cells], added
 
 
 def _cells_inked(lay: Layout, offset: tuple[float, float], paper: PaperInk) -> int:
