@@ -86,6 +86,7 @@ from ecgcore.read.placement import (
 )
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
+    PULSE_OTHER_SHAPE,
     REPEAT_R_SAME,
     RUN_SPLIT_MM,
     TOUCH_PX,
@@ -258,7 +259,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
     # Nor can it see the origin of a table placement anchored on another printer's pulse (the lead after it starts
     # where that pulse ends, not where the standard one would): searched, and the page's placement preferred, alike.
-    guessed = "layout_guessed" in layout_flags or "pulse_of_other_shape" in dig.quality.get("flags", [])
+    guessed = "layout_guessed" in layout_flags or PULSE_OTHER_SHAPE in dig.quality.get("flags", [])
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
     table_unread = _column_unread_mm(dig, paper_speed)
@@ -292,8 +293,8 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     best.quality["hypotheses"] = tried
     if best is not dig and "pulse_top_mm" in dig.quality:  # what sent it here stays in the report
         best.quality["pulse_top_mm"] = dig.quality["pulse_top_mm"]
-        if "pulse_of_other_shape" in dig.quality["flags"]:
-            best.quality["flags"] = [*best.quality["flags"], "pulse_of_other_shape"]
+        if PULSE_OTHER_SHAPE in dig.quality["flags"]:
+            best.quality["flags"] = [*best.quality["flags"], PULSE_OTHER_SHAPE]
     return best
 
 

@@ -29,6 +29,7 @@ PULSE_FLAT_MM = 0.4  # a pulse's flat parts stay within this of their level
 # pulse would end (ecgcore.read.digitize then places the leads from the page). Where the top starts is not used:
 # the search matches a pulse of another width by its rise or its fall.
 PULSE_END_TOLERANCE_MM = 0.4
+PULSE_OTHER_SHAPE = "pulse_of_other_shape"  # the flag such a reading carries
 PULSE_LEVEL_SHARE = 0.15  # each of a pulse's two levels holds at least this share of its columns
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
 # over their common seconds is at least this (different leads at the same time: rarely above 0.6).
@@ -138,7 +139,7 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
         quality["pulse_top_mm"] = [round(float(top[0]), 2), round(float(top[1]), 2)]
         standard_end = sum(CALIBRATION_SEGMENTS_MM[:2]) * paper_speed / DEFAULT_PAPER_SPEED
         if abs(float(top[1]) - standard_end) > PULSE_END_TOLERANCE_MM:
-            quality["flags"] = [*quality["flags"], "pulse_of_other_shape"]
+            quality["flags"] = [*quality["flags"], PULSE_OTHER_SHAPE]
     if marks:
         quality["pace_marks_s"] = marks
         quality["flags"] = [*quality["flags"], "pacing_marks_removed"]
