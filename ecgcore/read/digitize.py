@@ -93,6 +93,7 @@ from ecgcore.read.trace import (
     cell_columns,
     column_values,
     gain_from_pulses,
+    longest_run,
     pulse_levels,
     read_cells,
     resample,
@@ -168,8 +169,8 @@ def digitize(
         cells, offset, chosen, source = cells_from_boxes(lead_boxes, fit, pulses, paper_speed), (0.0, 0.0), "custom", "boxes"
         layout_flags: list[str] = []
     else:
-        chosen, offset, layout_flags = choose_layout(layout, paper, pulses, fit, paper_speed)
-        cells, layout_flags = _table_cells(make_layout(chosen, paper_speed), offset, pulses, layout_flags)
+        chosen, offset, found_flags = choose_layout(layout, paper, pulses, fit, paper_speed)
+        cells, layout_flags = _table_cells(make_layout(chosen, paper_speed), offset, pulses, found_flags)
         source = "auto" if layout == "auto" else "given"
     lay = make_layout(chosen, paper_speed) if chosen in LAYOUT_NAMES else None
     duration = lay.duration_s if lay else max(c.t1 for c in cells)
@@ -181,13 +182,15 @@ def digitize(
         # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and
         # as rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not.
         alt_lay = make_layout(twin, paper_speed)
-        alt_cells, alt_flags = _table_cells(alt_lay, offset, pulses, [f for f in layout_flags if f != PULSE_EACH_COLUMN])
+        alt_cells, alt_flags = _table_cells(alt_lay, offset, pulses, found_flags)
         alt = read_cells(paper, fit, alt_cells, offset, twin, source, alt_lay.duration_s, fs, paper_speed,
                          gain, pulses, alt_flags)
         three_by_four = dig if chosen == "3x4+3" else alt
         agree = three_by_four.quality.get("repeats_r_median")
         is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
         dig = three_by_four if is_3x4_3 else (alt if chosen == "3x4+3" else dig)
+        if dig is alt:  # the twin's own cells: its later columns may or may not start at a found pulse
+            layout_flags = alt_flags
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
     return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
 
@@ -388,10 +391,8 @@ def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:
     height = (levels[0] - levels[1]) / CALIBRATION_MV
     if standard_gain(height, (gain, *GAINS)) is None:
         return False
-    at_top = np.abs(tail - levels[1]) <= PULSE_FLAT_MM
-    longest = max((len(run) for run in np.split(at_top, np.flatnonzero(np.diff(at_top.astype(np.int8))) + 1)
-                   if run.size and run[0]), default=0)
-    return longest * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
+    run = longest_run(np.abs(tail - levels[1]) <= PULSE_FLAT_MM)
+    return run is not None and (run[1] - run[0]) * SEARCH_STEP_MM >= PULSE_TOP_MIN_MM
 
 
 def _pulse_height_mm(segment: np.ndarray, trace_side: str, baseline: float) -> float | None:
@@ -410,14 +411,10 @@ def _pulse_height_mm(segment: np.ndarray, trace_side: str, baseline: float) -> f
     with np.errstate(invalid="ignore"):
         at_top = np.abs(segment - top) <= PULSE_FLAT_MM
         at_base = np.abs(segment - base) <= PULSE_FLAT_MM
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], at_top.astype(np.int8), [0]])))
-    if not edges.size:
+    run = longest_run(at_top)
+    if run is None or (run[1] - run[0]) * SEARCH_STEP_MM < PULSE_TOP_MIN_MM:
         return None
-    starts, ends = edges[0::2], edges[1::2]
-    k = int(np.argmax(ends - starts))
-    if (ends[k] - starts[k]) * SEARCH_STEP_MM < PULSE_TOP_MIN_MM:
-        return None
-    beside = at_base[ends[k]:] if trace_side == "right" else at_base[: starts[k]]
+    beside = at_base[run[1]:] if trace_side == "right" else at_base[: run[0]]
     return base - top if beside.any() else None
 
 

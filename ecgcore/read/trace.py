@@ -271,13 +271,18 @@ def _read_cell(paper: PaperInk, columns: _CellColumns, path: np.ndarray, pulse_w
 def _top_extent(rel: np.ndarray, v: np.ndarray, top: float, pulse_w: float) -> tuple[float, float] | None:
     """The longest stretch of columns (mm from the cell's start) where a pulse's trace keeps its top level, within
     the standard pulse's width and half of it again (a wider pulse's top runs on past it)."""
-    at = (rel >= 0) & (rel <= 1.5 * pulse_w) & (np.abs(v - top) <= PULSE_FLAT_MM)
-    if not at.any():
+    run = longest_run((rel >= 0) & (rel <= 1.5 * pulse_w) & (np.abs(v - top) <= PULSE_FLAT_MM))
+    return None if run is None else (float(rel[run[0]]), float(rel[run[1] - 1]))
+
+
+def longest_run(mask: np.ndarray) -> tuple[int, int] | None:
+    """The longest stretch of True in a boolean array, as (start, end) indices, end exclusive; None when none."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    if not edges.size:
         return None
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], at.astype(np.int8), [0]])))
     starts, ends = edges[0::2], edges[1::2]
     k = int(np.argmax(ends - starts))
-    return float(rel[starts[k]]), float(rel[ends[k] - 1])
+    return int(starts[k]), int(ends[k])
 
 
 def pulse_levels(v: np.ndarray) -> tuple[float, float] | None:
