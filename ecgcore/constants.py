@@ -41,6 +41,7 @@ DEFAULT_PAPER_SPEED = 25.0  # mm/s
 DEFAULT_GAIN = 10.0  # mm/mV
 PAPER_SPEEDS: tuple[float, ...] = (25.0, 50.0)
 GAINS: tuple[float, ...] = (5.0, 10.0, 20.0)
+RECORD_S = 10.0  # a standard 12-lead record (PTB-XL's): the rows of 3x4, 6x2 and 12x1 pages end with it
 MAJOR_LINE_MM = 0.2  # 2 px at 10 px/mm
 MINOR_LINE_MM = 0.1  # 1 px at 10 px/mm
 MINOR_GRIDS = ("lines", "dots", "none")  # the minor grid as lines, a dot at every 1 mm crossing, or not printed

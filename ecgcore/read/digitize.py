@@ -19,7 +19,8 @@ The steps, each in paper millimetres once the grid is known:
    A reading that then breaks the limb-lead physics (:mod:`ecgcore.read.physics`; without matched pulses, any reading) is
    read again placed from the page (:mod:`ecgcore.read.placement`): the layout's rows on the page's rows of trace, its
    columns and time origin where Einthoven and Goldberger hold along those rows; the placement that keeps the
-   physics better is kept. Straight vertical lines longer than LONG_VERTICAL_MM (grid lines and lead-change bars
+   physics better is kept, read at its origin and column gap refined from where the rows' ink ends and breaks
+   (:mod:`ecgcore.read.refine`). Straight vertical lines longer than LONG_VERTICAL_MM (grid lines and lead-change bars
    that a segmenter took for trace) are removed from the ink before any of this.
 5. Per lead cell: the curve pixels are grouped into columns about one image pixel wide and, within a column, into
    vertical runs; a Viterbi path through the runs (free to continue a run that touches the previous one, costly
@@ -39,11 +40,13 @@ The steps, each in paper millimetres once the grid is known:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ from ecgcore.constants import (
     LEAD_INDEX,
     LEAD_NAMES,
     PAPER_SPEEDS,
+    RECORD_S,
 )
 from ecgcore.errors import DigitizationError
 from ecgcore.layouts import LAYOUT_NAMES, LIMB_PAGE, SAME_PULSES, Layout, LeadBox, LeadCell, make_layout
@@ -81,9 +85,12 @@ from ecgcore.read.placement import (
     column_gaps_mm,
     law_windows,
     match_rows,
+    paper_starts,
     place_cells,
     table_gap_mm,
+    unread_row_starts,
 )
+from ecgcore.read.refine import RowPlan, refine_placement
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     PULSE_OTHER_SHAPE,
@@ -214,8 +221,9 @@ def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tupl
     if dig.quality.get("placement") == "from the page":
         found = _page_reading(name, dig, paper, fit, find_ink_rows(paper, fit), offset, pulses, paper_speed, gain,
                               layout_flags)
-        alt = found[0] if found is not None else None
+        alt = found.reading if found is not None else None
     else:
+        found = None
         lay = make_layout(name, paper_speed)
         alt = read_cells(paper, fit, list(lay.cells), offset, name, dig.layout_source, lay.duration_s, dig.fs,
                          paper_speed, gain, pulses, layout_flags)
@@ -228,7 +236,9 @@ def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tupl
              {"layout": name, "placement": alt.quality.get("placement", "layout table"),
               "score_db": round(consistency_score(alt.signal, alt.fs), 2),
               f"score_db_from_{chest_from:g}_s": round(score, 2)}]
-    chosen = alt if score >= RELIABLE_MIN_DB else dig
+    chosen = dig
+    if score >= RELIABLE_MIN_DB:
+        chosen = found.final() if found is not None else alt
     chosen.quality["hypotheses"] = tried
     return chosen
 
@@ -278,21 +288,24 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         found = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
         if found is None:
             continue
-        again, unread_mm = found
-        score = consistency_score(again.signal, again.fs)
+        score = consistency_score(found.reading.signal, found.reading.fs)
         tried.append({"layout": name, "placement": "from the page", "score_db": round(score, 2),
-                      "unread_mm": round(unread_mm, 2)})
-        placed.append((again, score, unread_mm))
+                      "unread_mm": round(found.unread_mm, 2)})
+        placed.append((found, score))
     # A layout whose cells leave much more of the page's trace unread than another one's is not what was printed,
     # however well its shorter windows keep the physics (the prototype's 1.8 s seed-3x4 on a 3x4 page).
-    fits = min((unread_mm for _, _, unread_mm in placed), default=0.0)
-    for again, score, unread_mm in placed:
-        if unread_mm > fits + LAYOUT_UNREAD_MARGIN_MM:
+    fits = min((found.unread_mm for found, _ in placed), default=0.0)
+    chosen = None
+    for found, score in placed:
+        again = found.reading
+        if found.unread_mm > fits + LAYOUT_UNREAD_MARGIN_MM:
             continue
         reads_more = (short and score >= before - PLACEMENT_MARGIN_DB and again.layout == dig.layout
                       and sum(_column_unread_mm(again, paper_speed)[1:]) <= sum(table_unread[1:]) - COLUMN_SHORT_MM)
         if score >= best_score or (reads_more and best is dig):
-            best, best_score = again, max(score, best_score)
+            best, best_score, chosen = again, max(score, best_score), found
+    if chosen is not None:  # chosen on the search's steps, kept at the refined placement
+        best = chosen.final()
     best.quality["hypotheses"] = tried
     if best is not dig and "pulse_top_mm" in dig.quality:  # what sent it here stays in the report
         best.quality["pulse_top_mm"] = dig.quality["pulse_top_mm"]
@@ -317,10 +330,10 @@ def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                   ink_rows: tuple[list[float], list[np.ndarray]], offset: tuple[float, float], pulses: list[Pulse],
-                  paper_speed: float, gain: float, layout_flags: list[str]) -> tuple[DigitizedEcg, float] | None:
-    """The page read in layout ``name`` placed from the page, and how much of its limb-lead rows (mm) that placement
-    leaves unread on the page (None when the page does not show the rows its limb leads need); ``ink_rows`` is
-    :func:`ink_rows` of the page."""
+                  paper_speed: float, gain: float, layout_flags: list[str]) -> _PageReading | None:
+    """The page read in layout ``name`` placed from the page (a _PageReading: the reading on the search's steps, how
+    much of its limb-lead rows (mm) that placement leaves unread, and its reading at the refined placement), or None
+    when the page does not show the rows its limb leads need; ``ink_rows`` is :func:`ink_rows` of the page."""
     lay = make_layout(name, paper_speed)
     windows = law_windows(lay)
     ink_rows, row_cols = ink_rows
@@ -347,6 +360,17 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm
+    # the search's steps made finer by where the rows' ink ends and breaks between columns (ecgcore.read.refine)
+    starts = paper_starts(lay)
+    plans = []
+    for r in range(n_rows):
+        cells = sorted(lay.cells_of_row(r), key=lambda c: c.col)
+        ends_record = cells[-1].t1 >= RECORD_S - 1e-9  # its last sample is one sample period before the end
+        plans.append(RowPlan(tuple(starts[(r, c.col)] for c in cells[1:]),
+                             sum(c.t1 - c.t0 for c in cells) - (1.0 / dig.fs if ends_record else 0.0),
+                             not _ends_in_pulse(strips[r], gain)))
+    fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
+                                         fit.px_per_mm, breaks=PULSE_EACH_COLUMN not in layout_flags)
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
     shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))
@@ -354,7 +378,6 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     for r in range(n_rows):
         values = strips[r][np.isfinite(strips[r])] if rows[r] is not None else np.empty(0)
         baselines.append(float(np.median(values)) if values.size else table_rows[r] + shift)
-    cells = place_cells(lay, x0, baselines, paper_speed, gap)
     flags = [f for f in layout_flags if f != "layout_guessed"] + ["layout_from_page"]
     # The gain from pulses printed before or after the rows (of any shape); else the given one. The table reading's
     # pulse measurement is not used: its cells were placed where this reading says they are not.
@@ -368,12 +391,36 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
             if height is not None and standard_gain(height / CALIBRATION_MV) is not None:
                 heights.append(height)  # a pulse of a standard gain (a 1 mm step in a T wave is no pulse)
     used_gain = gain_from_pulses([h / CALIBRATION_MV for h in heights], gain) if len(heights) >= 2 else gain
-    again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
-                        paper_speed, used_gain, pulses, flags)
-    again.grid["paper_offset_mm"] = [round(x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
-    again.grid["column_gap_mm"] = round(gap, 2)
-    again.quality["placement"] = "from the page"
-    return again, found.unread_mm
+
+    def read_at(at_x0: float, at_gap: float) -> DigitizedEcg:
+        cells = place_cells(lay, at_x0, baselines, paper_speed, at_gap)
+        again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
+                           paper_speed, used_gain, pulses, flags)
+        unread_row_starts(again.signal, again.fs, cells)
+        again.grid["paper_offset_mm"] = [round(at_x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
+        again.grid["column_gap_mm"] = round(at_gap, 2)
+        again.quality["placement"] = "from the page"
+        if (at_x0, at_gap) != (x0, gap):
+            again.quality["placement_refined_mm"] = {"origin": round(at_x0 - x0, 3), "gap": round(at_gap - gap, 3)}
+        return again
+
+    refined = None if (fine_x0, fine_gap) == (x0, gap) else functools.partial(read_at, fine_x0, fine_gap)
+    return _PageReading(read_at(x0, gap), found.unread_mm, refined)
+
+
+@dataclass
+class _PageReading:
+    """A page placement's reading on the search's steps (what its physics is compared by: at 100 Hz a QRS read
+    a few ms off scores the laws 1-3 dB apart, noise that must not decide between placements), how much of its
+    limb-lead rows it leaves unread (mm), and how to read it at the placement refined from the rows' ends and
+    breaks (ecgcore.read.refine; None when that is the same), the reading to keep once it is chosen."""
+
+    reading: DigitizedEcg
+    unread_mm: float
+    refined: Callable[[], DigitizedEcg] | None
+
+    def final(self) -> DigitizedEcg:
+        return self.refined() if self.refined is not None else self.reading
 
 
 def _ends_in_pulse(strip: np.ndarray, gain: float) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecgcore.constants import LEAD_NAMES
 from ecgcore.layouts import Layout, LeadCell
 from ecgcore.read.physics import LIMB_LAWS, residual_db
 
@@ -40,6 +41,10 @@ GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its
 MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its flats before each column fits)
 MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows
 MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)
+# A page placement's row starts are left unread for this long (its first sample at 100 Hz): a pulse printed right
+# before the trace ends in a vertical edge there, which the pen's width (and a segmentation's blur) puts under the
+# first sample when the lead-out flat is short (a mixed 12x1 page: both laws 9.9 -> 6.3 dB by that one sample)
+ROW_START_TRIM_S = 0.01
 LEAD_CHANGE_TRIM_S = 0.08  # beyond this a law holds as well as on a true record: more does not make a better origin
 
 
@@ -347,6 +352,16 @@ def place_cells(lay: Layout, x0_mm: float, row_baselines_mm: list[float], paper_
         cells.append(LeadCell(c.lead, c.row, c.col, x, base - c.h_mm / 2 - 1.0, (t1 - t0) * paper_speed, c.h_mm,
                               t0, t1, False))
     return cells
+
+
+def unread_row_starts(signal: np.ndarray, fs: int, cells: list[LeadCell]) -> None:
+    """Set the samples of each row's first ROW_START_TRIM_S to NaN (in place; ``signal`` is (n, 12) at ``fs``), after
+    reading: the cells keep their place, so the trace is followed from the same start."""
+    n = int(np.ceil(ROW_START_TRIM_S * fs - 1e-9))
+    for c in cells:
+        if c.col == 0:
+            first = int(round(c.t0 * fs))
+            signal[first: first + n, LEAD_NAMES.index(c.lead)] = np.nan
 
 
 def _last_cols(lay: Layout) -> dict[int, int]:
