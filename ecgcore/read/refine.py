@@ -82,13 +82,14 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
     if not y.size:
         return x0, gap
     if np.ptp(b) >= 0.5 and np.count_nonzero(b != np.round(b)) >= 1:
-        # breaks and ends (or breaks at several boundaries): both unknowns, robustly (the residuals' median first)
+        # breaks and ends (or breaks at several boundaries): both unknowns by least squares, then again without the
+        # measures more than 0.2 mm off the residuals' median, while those left still tell the two apart
         design = np.stack([np.ones_like(b), b], axis=1)
         for _ in range(2):
             (new_x0, new_gap), *_ = np.linalg.lstsq(design, y - a, rcond=None)
             residual = y - a - design @ np.array([new_x0, new_gap])
             inliers = np.abs(residual - np.median(residual)) <= 0.2
-            if inliers.sum() < 2 or inliers.all():
+            if inliers.all() or inliers.sum() < 2 or np.ptp(b[inliers]) < 0.5:
                 break
             design, y, a, b = design[inliers], y[inliers], a[inliers], b[inliers]
     else:
