@@ -350,7 +350,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     # Where the rows end in trace, their end places the origin (a pulse's flat lead-out before the first lead looks
     # like trace); where they end in a pulse, their start does (best_origin without row_s).
     law_rows = sorted({r for w in windows for r in w.rows})
-    trailing = sum(_ends_in_pulse(strips[r], gain) for r in law_rows)
+    in_pulse = [_ends_in_pulse(strip, gain) for strip in strips]
+    trailing = sum(in_pulse[r] for r in law_rows)
     row_cells_s = min(([c.t1 - c.t0 for c in sorted(lay.cells_of_row(r), key=lambda c: c.col)] for r in law_rows),
                       key=sum)
     row_s = None if 2 * trailing > len(law_rows) else sum(row_cells_s)
@@ -368,7 +369,7 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         ends_record = cells[-1].t1 >= RECORD_S - 1e-9  # its last sample is one sample period before the end
         plans.append(RowPlan(tuple(starts[(r, c.col)] for c in cells[1:]),
                              sum(c.t1 - c.t0 for c in cells) - (1.0 / dig.fs if ends_record else 0.0),
-                             not _ends_in_pulse(strips[r], gain)))
+                             not in_pulse[r]))
     fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
                                          fit.px_per_mm, breaks=PULSE_EACH_COLUMN not in layout_flags)
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecgcore.constants import LEAD_NAMES
+from ecgcore.constants import LEAD_INDEX
 from ecgcore.layouts import Layout, LeadCell
 from ecgcore.read.physics import LIMB_LAWS, residual_db
 
@@ -361,7 +361,7 @@ def unread_row_starts(signal: np.ndarray, fs: int, cells: list[LeadCell]) -> Non
     for c in cells:
         if c.col == 0:
             first = int(round(c.t0 * fs))
-            signal[first: first + n, LEAD_NAMES.index(c.lead)] = np.nan
+            signal[first: first + n, LEAD_INDEX[c.lead]] = np.nan
 
 
 def _last_cols(lay: Layout) -> dict[int, int]:
