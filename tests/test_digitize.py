@@ -123,6 +123,41 @@ def test_layout_without_calibration_pulses_is_guessed_from_the_rows(synthetic, l
         assert "layout_guessed" in flags and not dig.quality["ok"]
 
 
+def test_a_seed_3x4_page_with_one_pulse_per_row_is_not_read_as_a_3x4(synthetic):
+    """The prototype's layout printed with a pulse at each row's start only (its four 1.8 s columns follow each other):
+    its pulses are exactly a plain 3x4's, whose 2.5 s columns then put V4-V6 on blank paper and break both laws.
+    The other three-row layout is tried from the page too."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    paper = render(synthetic, styled_layout("seed-3x4", style=LayoutStyle(pulse_place="row_start")),
+                   PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "seed-3x4" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
+    assert np.nanmin(_snr(synthetic, dig)) > 10
+
+
+def test_a_six_row_page_missing_a_row_is_read_in_its_own_layout(synthetic):
+    """A 6x2 page without pulses whose aVL/V5 row holds no trace (printed too faintly to find): five rows on a 25 mm
+    pitch with one place empty are a six-row page, not a 3x4 with two rhythm strips; it is read as 6x2 with aVL and
+    V5 unread (Goldberger cannot be measured, so it is not reliable), every other lead right."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    paper = render(synthetic, styled_layout("6x2", style=LayoutStyle(pulse_place="none")), PaperOptions(px_per_mm=6.0))
+    mask = paper.mask.copy()
+    for box in paper.leads:
+        if box.name in ("aVL", "V5"):
+            y0, y1 = int(box.quad[0, 1]), int(box.quad[2, 1])
+            part = mask[y0:y1, int(box.quad[0, 0]): int(box.quad[1, 0])]
+            part[part == CURVE] = 0
+    dig = digitize(mask)
+    assert dig.layout == "6x2", dig.quality["hypotheses"]
+    snr = _snr(synthetic, dig)
+    assert np.isnan(snr[[LEAD_INDEX["aVL"], LEAD_INDEX["V5"]]]).all()
+    assert np.nanmin(snr) > 15, np.round(snr, 1)
+    assert dig.quality["goldberger_db"] is None and not dig.quality["ok"]
+
+
 def test_a_3x4_page_with_two_rhythm_strips_is_read_as_3x4_ii(synthetic):
     """Five rows and no pulses: a 3x4 grid with rhythm strips II and V1 under it. It is read as 3x4+II (the V1
     strip repeats V1 and is left unread), placed from the page."""

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from ecgcore.constants import LEAD_INDEX
-from ecgcore.read.physics import RELIABLE_MIN_DB, assess_reading, law_db, limb_consistency
+from ecgcore.read.physics import (
+    RELIABLE_MIN_DB,
+    UNMEASURED_SCORE_DB,
+    assess_reading,
+    consistency_score,
+    law_db,
+    limb_consistency,
+)
 
 
 def _recorded(synthetic, noise_mv: float = 0.01, seed: int = 0) -> np.ndarray:
@@ -54,6 +61,19 @@ def test_an_inverted_lead_breaks_goldberger(synthetic):
     signal = _recorded(synthetic)
     signal[:, LEAD_INDEX["aVL"]] *= -1
     assert law_db(signal, synthetic.fs, "goldberger") < 0
+
+
+def test_a_reading_missing_a_lead_scores_below_a_right_one_and_above_a_wrong_one(synthetic):
+    """Choosing between readings of one page: a law that cannot be measured (aVL not read) is no evidence either
+    way, so it loses to a reading that keeps both laws and wins over one that breaks a law."""
+    right = _recorded(synthetic)
+    missing = right.copy()
+    missing[:, LEAD_INDEX["aVL"]] = np.nan
+    wrong = right.copy()
+    wrong[:, LEAD_INDEX["aVL"]] *= -1
+    assert consistency_score(missing, synthetic.fs) == UNMEASURED_SCORE_DB
+    assert consistency_score(right, synthetic.fs) > consistency_score(missing, synthetic.fs) > consistency_score(
+        wrong, synthetic.fs)
 
 
 def test_real_records_keep_the_laws_and_misreadings_break_them(ptbxl):

@@ -15,6 +15,7 @@ from ecgcore.read.placement import (
     law_windows,
     match_rows,
     place_cells,
+    rows_with_holes,
 )
 
 
@@ -48,6 +49,15 @@ def test_rows_match_in_order_or_by_nearness():
     assert match_rows([30.0, 70.0, 110.0, 150.0], [25.0, 57.0, 89.0, 121.0, 153.0], 20.0) == [25.0, 57.0, 89.0, 121.0]
     # rows not on one pitch are matched by nearness
     assert match_rows(table, [30.0, 47.0, 51.0, 90.0, 110.0, 150.0, 170.0, 190.0, 210.0, 230.0, 250.0], 10.0)[1] == 51.0
+
+
+def test_rows_with_holes_count_the_empty_places_of_their_pitch():
+    assert rows_with_holes([68.0, 93.0, 118.5, 143.5, 192.5]) == 6  # a six-row page whose fifth row holds no ink
+    assert rows_with_holes([20.0 + 16.0 * k for k in range(12) if k not in (3, 8)]) == 12
+    assert rows_with_holes([25.0, 65.0, 105.0, 145.0]) == 4  # evenly spaced: as many as there are
+    assert rows_with_holes([25.0, 65.0, 105.0, 165.0]) == 4  # the last a row and a half on: not on one pitch
+    assert rows_with_holes([0.0, 20.0, 40.0, 140.0]) == 4  # four places empty: more than MAX_MISSING_ROWS
+    assert rows_with_holes([30.0, 70.0, 150.0]) == 3  # three rows tell no pitch
 
 
 def _strips_3x4(synthetic, x0_mm: float, u_start: float, pulse: bool, gap_mm: float = 0.0) -> np.ndarray:

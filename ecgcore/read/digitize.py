@@ -77,7 +77,13 @@ from ecgcore.read.ink import (
     paper_ink,
     without_long_verticals,
 )
-from ecgcore.read.layoutfit import cells_after_found_pulses, cells_from_boxes, choose_layout, find_ink_rows
+from ecgcore.read.layoutfit import (
+    cells_after_found_pulses,
+    cells_from_boxes,
+    choose_layout,
+    find_ink_rows,
+    layout_of_rows,
+)
 from ecgcore.read.physics import RELIABLE_MIN_DB, consistency_score, limb_consistency
 from ecgcore.read.placement import (
     SEARCH_STEP_MM,
@@ -133,9 +139,11 @@ TABLE_KEEP_MARGIN_DB = 1.5
 PLACEMENT_MARGIN_DB = 1.0
 COLUMN_SHORT_MM = 1.0  # every later column leaves this much more of its cells unread than the first: a gap may lie between
 LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
-# A layout guessed from the number of rows may also be one of these (three rows: the prototype's seed-3x4, whose
-# columns all restart at 0 s, or a plain 3x4 of consecutive 2.5 s columns).
-GUESS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",)}
+# A layout read from the rows or from one pulse per row may also be one of these, which print as many rows with a
+# pulse at the start of each: three rows are the prototype's seed-3x4 (its columns all restart at 0 s) or a plain
+# 3x4 of consecutive 2.5 s columns; six rows a 6x2 or a 3x4 with three rhythm strips.
+SAME_ROWS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",), "3x4": ("seed-3x4",),
+                                                      "6x2": ("3x4+3",), "3x4+3": ("6x2",)}
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
@@ -258,7 +266,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
                       pulses: list[Pulse], paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg:
     """More hypotheses for a reading that breaks the limb-lead physics: the layout's rows placed on the page's rows
     of trace and its columns and time origin where the limb-lead laws hold (ecgcore.read.placement), and, for a layout
-    guessed from the rows alone, the other layouts with as many rows (GUESS_ALTERNATIVES). A page placement
+    read automatically, the other layouts with as many rows (SAME_ROWS_ALTERNATIVES). A page placement
     replaces the table's reading when it keeps the physics better by at least TABLE_KEEP_MARGIN_DB (a guessed
     table reading: unless it is worse by more than PLACEMENT_MARGIN_DB); every hypothesis tried is named in the
     quality report.
@@ -279,10 +287,13 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     short = len(table_unread) > 1 and min(table_unread[1:]) >= table_unread[0] + COLUMN_SHORT_MM
     if before >= PLACEMENT_SEARCH_BELOW_DB and not guessed and not short:
         return dig
-    names = [dig.layout] + (list(GUESS_ALTERNATIVES.get(dig.layout, ())) if guessed and dig.layout_source == "auto"
-                            else [])
-    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else TABLE_KEEP_MARGIN_DB)
     ink_rows = find_ink_rows(paper, fit)
+    names = [dig.layout]
+    if dig.layout_source == "auto":
+        # and the layout the rows of trace name, where pulses named another (three pulses found on a twelve-row page)
+        names += [*SAME_ROWS_ALTERNATIVES.get(dig.layout, ()), layout_of_rows(paper, fit, paper_speed, ink_rows)]
+        names = [name for i, name in enumerate(names) if name is not None and name not in names[:i]]
+    best, best_score = dig, before + (-PLACEMENT_MARGIN_DB if guessed else TABLE_KEEP_MARGIN_DB)
     placed = []
     for name in names:
         found = _page_reading(name, dig, paper, fit, ink_rows, offset, pulses, paper_speed, gain, layout_flags)
@@ -293,8 +304,10 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
                       "unread_mm": round(found.unread_mm, 2)})
         placed.append((found, score))
     # A layout whose cells leave much more of the page's trace unread than another one's is not what was printed,
-    # however well its shorter windows keep the physics (the prototype's 1.8 s seed-3x4 on a 3x4 page).
-    fits = min((found.unread_mm for found, _ in placed), default=0.0)
+    # however well its shorter windows keep the physics (the prototype's 1.8 s seed-3x4 on a 3x4 page); the other
+    # one must keep the physics well enough to be chosen itself (a 6x1 page read as 3x4+3 leaves less unread, and
+    # breaks both laws).
+    fits = min((found.unread_mm for found, score in placed if score >= best_score), default=0.0)
     chosen = None
     for found, score in placed:
         again = found.reading
@@ -341,7 +354,10 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     table_rows = [lay.cells_of_row(r)[0].baseline_mm + offset[1] for r in range(n_rows)]
     row_pitch = float(np.median(np.diff(table_rows))) if n_rows > 1 else 20.0
     rows = match_rows(table_rows, ink_rows, 0.5 * row_pitch)
-    if not windows or any(rows[r] is None for w in windows for r in w.rows) or not row_cols:
+    # a law whose rows are not all on the page (a row of flat trace printed too faintly to find) cannot place it;
+    # the other law can
+    windows = [w for w in windows if all(rows[r] is not None for r in w.rows)]
+    if not windows or not row_cols:
         return None
     u_start = min(float(paper.u_of(cols[0])) for cols in row_cols) - 2.0
     u_end = max(float(paper.u_of(cols[-1])) for cols in row_cols) + 2.0

@@ -20,7 +20,7 @@ from ecgcore.layouts import LAYOUT_NAMES, Layout, LeadBox, LeadCell, make_layout
 from ecgcore.read import budget
 from ecgcore.read.gridfind import MAJOR_MM, GridFit
 from ecgcore.read.ink import PaperInk, Pulse
-from ecgcore.read.placement import MAX_MISSING_ROWS
+from ecgcore.read.placement import MAX_MISSING_ROWS, rows_with_holes
 
 PULSE_MATCH_MM = 3.0  # a layout's pulse counts as found when a detected pulse is this close
 ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width
@@ -152,23 +152,38 @@ def _match(anchors: np.ndarray, found: np.ndarray, offset: np.ndarray) -> tuple[
     return matched, (float(offset[0]), float(offset[1]))
 
 
+# How many rows of trace name which layouts. Five rows are a 3x4 with two rhythm strips (II, then V1): read as 3x4+II,
+# the second strip left unread.
+LAYOUTS_BY_ROWS: dict[int, tuple[str, ...]] = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 5: ("3x4+II",),
+                                              6: ("6x2", "3x4+3"), 12: ("12x1",)}
+
+
+def layout_of_rows(paper: PaperInk, fit: GridFit, paper_speed: float,
+                   ink_rows: tuple[list[float], list[np.ndarray]] | None = None) -> str | None:
+    """The layout the rows of trace name (None when their number names none): three rows are the prototype's
+    seed-3x4 (4 x 1.8 s, 216 mm) or a plain 3x4 (4 x 2.5 s, 259 mm), the one whose row is as long as the ink's;
+    ten or eleven rows are a 12x1 page that misses one or two (a flat lead printed faintly, two rows read as one:
+    the placement from the page puts the others on their own pitch). ``ink_rows`` is find_ink_rows of the page."""
+    rows, row_cols = ink_rows if ink_rows is not None else find_ink_rows(paper, fit)
+    n_rows = _rows_counted(rows, LAYOUTS_BY_ROWS)
+    if n_rows not in LAYOUTS_BY_ROWS and not 12 - MAX_MISSING_ROWS <= n_rows < 12:
+        return None
+    ink_mm = _ink_row_length_mm(paper, row_cols)
+    names = LAYOUTS_BY_ROWS.get(n_rows, ("12x1",))
+    return min(names, key=lambda n: abs(make_layout(n, paper_speed).row_mm - ink_mm))
+
+
 def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
                       paper_speed: float) -> tuple[str, tuple[float, float], list[str]]:
-    """Without pulses: the number of rows of trace picks the layout; the first row and the left end of the traces
-    place it. A row counts when its ink runs along at least ROW_MIN_EXTENT of the grid (text lines do not)."""
+    """Without pulses: the number of rows of trace picks the layout (layout_of_rows); the first row and the left end
+    of the traces place it. A row counts when its ink runs along at least ROW_MIN_EXTENT of the grid (text lines do
+    not)."""
     rows, row_cols = find_ink_rows(paper, fit)
-    # Five rows are a 3x4 with two rhythm strips (II, then V1): read as 3x4+II, the second strip left unread.
-    by_rows = {3: ("seed-3x4", "3x4"), 4: ("3x4+II",), 5: ("3x4+II",), 6: ("6x2", "3x4+3"), 12: ("12x1",)}
+    by_rows = layout_of_rows(paper, fit, paper_speed, (rows, row_cols)) if layout == "auto" else None
     if layout != "auto":
         name = layout
-    elif len(rows) in by_rows or 12 - MAX_MISSING_ROWS <= len(rows) < 12:
-        # Three rows are the prototype's seed-3x4 (4 x 1.8 s, 216 mm) or a plain 3x4 (4 x 2.5 s, 259 mm): the one
-        # whose row is as long as the ink's.
-        # Ten or eleven rows are a 12x1 page that misses one or two (a flat lead printed faintly, two rows read as
-        # one): the placement from the page puts the others on their own pitch.
-        ink_mm = _ink_row_length_mm(paper, row_cols)
-        names = by_rows.get(len(rows), ("12x1",))
-        name = min(names, key=lambda n: abs(make_layout(n, paper_speed).row_mm - ink_mm))
+    elif by_rows is not None:
+        name = by_rows
     elif not rows:
         # Specks of "curve" but no band of trace along the paper (blank ECG paper, a sideways photo): no ECG to read,
         # and naming a layout would not help.
@@ -187,6 +202,14 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     du = (paper.u_of(start) if start is not None else fit.extent_mm[0]) - lay.cells[0].x_mm
     offset = (float(np.round(du / MAJOR_MM) * MAJOR_MM), float(np.round(dv / MAJOR_MM) * MAJOR_MM))
     return name, offset, ["no_calibration_pulse", "layout_guessed"]
+
+
+def _rows_counted(rows: list[float], by_rows: dict[int, tuple[str, ...]]) -> int:
+    """The rows a page prints, from its rows of ink: with the places of their pitch that hold none between them
+    (ecgcore.read.placement.rows_with_holes: five rows on a 25 mm pitch with one place empty are a six-row page)
+    when that names a layout, else as many as there are."""
+    with_holes = rows_with_holes(rows)
+    return with_holes if with_holes in by_rows or with_holes == 12 else len(rows)
 
 
 def _ink_row_length_mm(paper: PaperInk, row_cols: list[np.ndarray]) -> float:

@@ -122,18 +122,41 @@ def _rows_on_pitch(ink_rows_mm: list[float], n_rows: int) -> list[float | None] 
     """``n_rows`` rows on the ink rows' own pitch (the smallest spacing), each ink row on its lattice place, None where
     a place holds none; None when the page misses more than MAX_MISSING_ROWS or its rows are not on one pitch."""
     n_ink = len(ink_rows_mm)
-    if n_ink < 4 or not n_rows - MAX_MISSING_ROWS <= n_ink < n_rows:
+    if not n_rows - MAX_MISSING_ROWS <= n_ink < n_rows:
         return None
-    v = np.sort(np.asarray(ink_rows_mm, np.float64))
-    gaps = np.diff(v)
-    pitch = float(np.median(gaps[gaps <= 1.25 * gaps.min()]))
-    index = np.round((v - v[0]) / pitch).astype(int)
-    if index[-1] >= n_rows or len(set(index)) < n_ink or np.abs(v - v[0] - index * pitch).max() > 0.2 * pitch:
+    index = _lattice_index(ink_rows_mm)
+    if index is None or index[-1] >= n_rows:
         return None
     out: list[float | None] = [None] * n_rows
-    for k, value in zip(index, v):
+    for k, value in zip(index, np.sort(np.asarray(ink_rows_mm, np.float64))):
         out[k] = float(value)
     return out
+
+
+def rows_with_holes(ink_rows_mm: list[float]) -> int:
+    """How many rows a page of evenly spaced rows of trace prints: the ink rows and up to MAX_MISSING_ROWS places
+    of their pitch between them that hold none (a flat lead printed faintly, a row the segmenter missed); the
+    number of ink rows when they are not on one pitch."""
+    index = _lattice_index(ink_rows_mm)
+    if index is None or index[-1] + 1 - len(ink_rows_mm) > MAX_MISSING_ROWS:
+        return len(ink_rows_mm)
+    return int(index[-1]) + 1
+
+
+def _lattice_index(ink_rows_mm: list[float]) -> np.ndarray | None:
+    """Each ink row's place (sorted, the first at 0) on the rows' own pitch (their smallest spacing), or None when
+    fewer than four rows or not every row lies within a fifth of the pitch of its place."""
+    v = np.sort(np.asarray(ink_rows_mm, np.float64))
+    if len(v) < 4:
+        return None
+    gaps = np.diff(v)
+    pitch = float(np.median(gaps[gaps <= 1.25 * gaps.min()]))
+    if pitch <= 0:
+        return None
+    index = np.round((v - v[0]) / pitch).astype(int)
+    if len(set(index)) < len(v) or np.abs(v - v[0] - index * pitch).max() > 0.2 * pitch:
+        return None
+    return index
 
 
 def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWindow], samples_per_s: float,
