@@ -7,6 +7,7 @@ import pytest
 
 from ecgcore.constants import LEAD_INDEX
 from ecgcore.read.physics import (
+    NO_LAW_SCORE_DB,
     RELIABLE_MIN_DB,
     UNMEASURED_SCORE_DB,
     assess_reading,
@@ -74,6 +75,9 @@ def test_a_reading_missing_a_lead_scores_below_a_right_one_and_above_a_wrong_one
     assert consistency_score(missing, synthetic.fs) == UNMEASURED_SCORE_DB
     assert consistency_score(right, synthetic.fs) > consistency_score(missing, synthetic.fs) > consistency_score(
         wrong, synthetic.fs)
+    # a reading of no limb leads at all (cells placed past the trace) is below any reading that measures a law
+    nothing = np.full_like(right, np.nan)
+    assert consistency_score(nothing, synthetic.fs) == NO_LAW_SCORE_DB < consistency_score(wrong, synthetic.fs)
 
 
 def test_real_records_keep_the_laws_and_misreadings_break_them(ptbxl):

@@ -34,7 +34,8 @@ MIN_LAW_RMS_MV = 0.02  # leads this flat (RMS, mean over the law's leads) say no
 MAX_DB = 60.0  # a residual of zero (a lead derived from the others) is reported as this
 REPEAT_R_MIN = 0.8  # leads a layout shows twice must agree at least this well (Pearson r)
 MIN_LEADS_READ = 10  # of 12 leads, read along most of their window
-UNMEASURED_SCORE_DB = 0.0  # a law that cannot be measured, in consistency_score: no evidence either way
+UNMEASURED_SCORE_DB = 0.0  # a law that cannot be measured, in consistency_score: no evidence either way ...
+NO_LAW_SCORE_DB = -10.0  # ... unless neither can: a reading of no limb leads at all
 
 
 def law_db(signal: np.ndarray, fs: int, law: str) -> float | None:
@@ -75,8 +76,11 @@ def consistency_score(signal: np.ndarray, fs: int) -> float:
     that a reading is as right as a true record), and UNMEASURED_SCORE_DB for a law that cannot be measured (its
     leads not read together): a reading that misses a lead does not win by that over one that keeps the law, and
     does over one that breaks it (a page whose aVL row is too faint to find, read as printed, against the same
-    page read in another layout whose laws fall below 0 dB)."""
+    page read in another layout whose laws fall below 0 dB). A reading that measures neither law scores
+    NO_LAW_SCORE_DB, below any that measures one (cells placed past the page's trace read nothing)."""
     values = [law_db(signal, fs, law) for law in LIMB_LAWS]
+    if all(v is None for v in values):  # no limb leads read together at all: nothing to choose it by
+        return NO_LAW_SCORE_DB
     return float(min(min(v, 25.0) if v is not None else UNMEASURED_SCORE_DB for v in values))
 
 
