@@ -12,6 +12,7 @@ from ecgcore.read.placement import (
     SEARCH_STEP_MM,
     best_origin,
     column_gaps_mm,
+    gap_from_pulses,
     law_windows,
     match_rows,
     place_cells,
@@ -49,6 +50,16 @@ def test_rows_match_in_order_or_by_nearness():
     assert match_rows([30.0, 70.0, 110.0, 150.0], [25.0, 57.0, 89.0, 121.0, 153.0], 20.0) == [25.0, 57.0, 89.0, 121.0]
     # rows not on one pitch are matched by nearness
     assert match_rows(table, [30.0, 47.0, 51.0, 90.0, 110.0, 150.0, 170.0, 190.0, 210.0, 230.0, 250.0], 10.0)[1] == 51.0
+
+
+def test_pulses_before_every_column_tell_the_gap_between_columns():
+    # seed-3x4 rows: a pulse before each 45 mm column, 10.5 mm apart beyond it (the pulse and a printer's gap)
+    rows = [[38.0, 93.5, 149.0, 204.5], [38.2, 93.5, 149.1, 204.4], [93.6, 38.0]]
+    assert gap_from_pulses(rows, 45.0) == pytest.approx(10.5, abs=0.15)
+    assert gap_from_pulses([[38.0, 93.5]], 45.0) is None  # one pair does not tell it
+    assert gap_from_pulses([[38.0, 93.5], [38.0, 96.0]], 45.0) is None  # two pairs that disagree by 2.5 mm
+    assert gap_from_pulses([[38.0], [40.0], [42.0]], 45.0) is None  # a pulse at each row's start only
+    assert gap_from_pulses([[38.0, 138.0, 238.0]] * 3, 45.0) is None  # 100 mm apart: no column and gap
 
 
 def test_rows_with_holes_count_the_empty_places_of_their_pitch():

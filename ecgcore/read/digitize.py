@@ -84,11 +84,13 @@ from ecgcore.read.layoutfit import (
     find_ink_rows,
     layout_of_rows,
 )
-from ecgcore.read.physics import RELIABLE_MIN_DB, consistency_score, limb_consistency
+from ecgcore.read.physics import RELIABLE_MIN_DB, UNMEASURED_SCORE_DB, consistency_score, limb_consistency
 from ecgcore.read.placement import (
+    PULSE_GAP_AROUND_MM,
     SEARCH_STEP_MM,
     best_origin,
     column_gaps_mm,
+    gap_from_pulses,
     law_windows,
     match_rows,
     paper_starts,
@@ -305,9 +307,10 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         placed.append((found, score))
     # A layout whose cells leave much more of the page's trace unread than another one's is not what was printed,
     # however well its shorter windows keep the physics (the prototype's 1.8 s seed-3x4 on a 3x4 page); the other
-    # one must keep the physics well enough to be chosen itself (a 6x1 page read as 3x4+3 leaves less unread, and
-    # breaks both laws).
-    fits = min((found.unread_mm for found, score in placed if score >= best_score), default=0.0)
+    # one must keep the physics well enough to be chosen itself, and not break a law (a 6x1 page read as 3x4+3
+    # leaves less unread, and breaks both laws).
+    fits = min((found.unread_mm for found, score in placed if score >= max(best_score, UNMEASURED_SCORE_DB)),
+               default=float("inf"))
     chosen = None
     for found, score in placed:
         again = found.reading
@@ -371,9 +374,17 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     row_cells_s = min(([c.t1 - c.t0 for c in sorted(lay.cells_of_row(r), key=lambda c: c.col)] for r in law_rows),
                       key=sum)
     row_s = None if 2 * trailing > len(law_rows) else sum(row_cells_s)
+    gaps, gap_table = column_gaps_mm(lay), table_gap_mm(lay) + (lay.pulse_mm if PULSE_EACH_COLUMN in layout_flags else 0.0)
+    # pulses printed before every column (the prototype's seed-3x4, some 3x4 printers) show the gap between columns,
+    # which the physics cannot see when each column keeps its own laws
+    near = 0.4 * row_pitch
+    gap_pulses = gap_from_pulses([[p.u for p in pulses if abs(p.v - rows[r]) <= near] for r in law_rows],
+                                 row_cells_s[0] * paper_speed)
+    if gap_pulses is not None and len(gaps) > 1:
+        gaps = tuple(g for g in gaps if abs(g - gap_pulses) <= PULSE_GAP_AROUND_MM)
+        gap_table = gap_pulses
     found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
-                        gaps_mm=column_gaps_mm(lay),
-                        table_gap_mm=table_gap_mm(lay) + (lay.pulse_mm if PULSE_EACH_COLUMN in layout_flags else 0.0))
+                        gaps_mm=gaps, table_gap_mm=gap_table)
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm

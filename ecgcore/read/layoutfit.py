@@ -23,7 +23,9 @@ from ecgcore.read.ink import PaperInk, Pulse
 from ecgcore.read.placement import MAX_MISSING_ROWS, rows_with_holes
 
 PULSE_MATCH_MM = 3.0  # a layout's pulse counts as found when a detected pulse is this close
-ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width
+ROW_MIN_EXTENT = 0.6  # a row of trace runs along at least this fraction of the grid's width ...
+ROW_OF_LONGEST = 0.75  # ... or this fraction of the longest row's, where that is less ...
+ROW_MIN_EXTENT_SHORT = 0.45  # ... but never less than this fraction of the grid's width
 BOX_PAPER_REACH_MM = 30.0  # a lead box may reach this far beyond the paper found on the photo
 
 
@@ -220,7 +222,8 @@ def _ink_row_length_mm(paper: PaperInk, row_cols: list[np.ndarray]) -> float:
 
 def find_ink_rows(paper: PaperInk, fit: GridFit) -> tuple[list[float], list[np.ndarray]]:
     """Rows of trace: the paper v (mm) of each horizontal band of ink that runs along at least ROW_MIN_EXTENT of
-    the grid's width (text lines do not), and the coverage-map columns it covers."""
+    the grid's width (text lines do not), or ROW_OF_LONGEST of the longest band's where that is less (but at least
+    ROW_MIN_EXTENT_SHORT of the grid's width), and the coverage-map columns it covers."""
     inked = paper.coverage > 0
     profile = inked.sum(axis=1).astype(np.float64)
     sigma = 2.5 * paper.ppm
@@ -228,10 +231,15 @@ def find_ink_rows(paper: PaperInk, fit: GridFit) -> tuple[list[float], list[np.n
     peaks = _peaks(profile, min_distance=int(12 * paper.ppm), rel_height=0.25)
     half = int(round(3.0 * paper.ppm))
     grid_cols = max(1.0, (fit.extent_mm[1] - fit.extent_mm[0]) * paper.ppm)
+    alongs = [inked[max(0, r - half): r + half + 1].any(axis=0) for r in peaks]
+    extents = [int(along.sum()) for along in alongs]
+    # Short rows on a wide sheet (the prototype's 7.2 s rows on A4 or Letter paper with its margins, 0.5-0.65 of
+    # the grid, one of them read in part) count when as long as most of the longest, and still a good part of it.
+    need = min(ROW_MIN_EXTENT, max(ROW_MIN_EXTENT_SHORT, ROW_OF_LONGEST * max(extents, default=0) / grid_cols))
+    need *= grid_cols
     rows, row_cols = [], []
-    for r in peaks:
-        along = inked[max(0, r - half): r + half + 1].any(axis=0)
-        if along.sum() >= ROW_MIN_EXTENT * grid_cols:
+    for r, along, extent in zip(peaks, alongs, extents):
+        if extent >= need:
             rows.append(float(paper.v_of(r)))
             row_cols.append(np.flatnonzero(along))
     return rows, row_cols

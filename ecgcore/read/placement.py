@@ -39,6 +39,9 @@ GAP_PULSE_MIN_MM = 4.0  # ... every row shows a flat top this far above its leve
 GAP_ALIKE_MM = 1.0  # ... alike within this from row to row ...
 GAP_PULSE_TOP_MM = 1.0  # ... for at least this long in one stretch (no QRS: its peaks are narrow)
 MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its flats before each column fits)
+PULSE_GAP_MIN_PAIRS = 2  # pulses one column apart in a row that tell the gap between columns ...
+PULSE_GAP_ALIKE_MM = 1.0  # ... when they tell it alike within this; the gap is then searched ...
+PULSE_GAP_AROUND_MM = 1.0  # ... this close to theirs only (the physics cannot see it where columns keep their laws)
 MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows
 MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)
 # A page placement's row starts are left unread for this long (its first sample at 100 Hz): a pulse printed right
@@ -341,6 +344,20 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     while 0 <= pick + step < len(candidates) and near[pick + step] and candidates[pick + step] == candidates[pick] + step:
         pick += step
     return Origin(u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick]), gap, float(on_page[pick]))
+
+
+def gap_from_pulses(row_pulses_mm: list[list[float]], column_mm: float) -> float | None:
+    """The gap between columns that pulses printed before every column show, or None when they do not show one:
+    two pulses of a row one column apart (``column_mm``, the trace of one column) are that column plus a gap apart.
+    ``row_pulses_mm`` holds, per row, where its pulses start (mm along the paper). At least PULSE_GAP_MIN_PAIRS
+    such pairs, alike within PULSE_GAP_ALIKE_MM: their median."""
+    gaps = []
+    for starts in row_pulses_mm:
+        starts = sorted(starts)
+        gaps += [b - a - column_mm for a, b in zip(starts, starts[1:]) if 0.0 <= b - a - column_mm <= MAX_GAP_MM]
+    if len(gaps) < PULSE_GAP_MIN_PAIRS or np.ptp(gaps) > PULSE_GAP_ALIKE_MM:
+        return None
+    return float(np.median(gaps))
 
 
 def table_gap_mm(lay: Layout) -> float:
