@@ -167,7 +167,7 @@ def layout_of_rows(paper: PaperInk, fit: GridFit, paper_speed: float,
     ten or eleven rows are a 12x1 page that misses one or two (a flat lead printed faintly, two rows read as one:
     the placement from the page puts the others on their own pitch). ``ink_rows`` is find_ink_rows of the page."""
     rows, row_cols = ink_rows if ink_rows is not None else find_ink_rows(paper, fit)
-    n_rows = _rows_counted(rows, LAYOUTS_BY_ROWS)
+    n_rows = _rows_counted(rows)
     if n_rows not in LAYOUTS_BY_ROWS and not 12 - MAX_MISSING_ROWS <= n_rows < 12:
         return None
     ink_mm = _ink_row_length_mm(paper, row_cols)
@@ -178,8 +178,7 @@ def layout_of_rows(paper: PaperInk, fit: GridFit, paper_speed: float,
 def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
                       paper_speed: float) -> tuple[str, tuple[float, float], list[str]]:
     """Without pulses: the number of rows of trace picks the layout (layout_of_rows); the first row and the left end
-    of the traces place it. A row counts when its ink runs along at least ROW_MIN_EXTENT of the grid (text lines do
-    not)."""
+    of the traces place it. Rows of trace are find_ink_rows' (text lines are not)."""
     rows, row_cols = find_ink_rows(paper, fit)
     by_rows = layout_of_rows(paper, fit, paper_speed, (rows, row_cols)) if layout == "auto" else None
     if layout != "auto":
@@ -206,12 +205,12 @@ def _layout_from_rows(layout: str, paper: PaperInk, fit: GridFit,
     return name, offset, ["no_calibration_pulse", "layout_guessed"]
 
 
-def _rows_counted(rows: list[float], by_rows: dict[int, tuple[str, ...]]) -> int:
+def _rows_counted(rows: list[float]) -> int:
     """The rows a page prints, from its rows of ink: with the places of their pitch that hold none between them
     (ecgcore.read.placement.rows_with_holes: five rows on a 25 mm pitch with one place empty are a six-row page)
-    when that names a layout, else as many as there are."""
+    when that names a layout (LAYOUTS_BY_ROWS), else as many as there are."""
     with_holes = rows_with_holes(rows)
-    return with_holes if with_holes in by_rows or with_holes == 12 else len(rows)
+    return with_holes if with_holes in LAYOUTS_BY_ROWS else len(rows)
 
 
 def _ink_row_length_mm(paper: PaperInk, row_cols: list[np.ndarray]) -> float:
