@@ -116,6 +116,8 @@ def test_assess_reading_says_why_a_reading_is_not_reliable(synthetic):
     assert not bad.reliable
     text = " ".join(bad.reasons)
     assert "Goldberger" in text and "printed twice" in text and "layout you chose" in text
+    # a broken law names both causes: a misreading, or a printout whose rows were not recorded together (ecg00036)
+    assert "misread" in text and "not recorded at the same time" in text
     assert bad.to_json()["reliable"] is False
 
 

@@ -123,8 +123,9 @@ def assess_reading(signal: np.ndarray, fs: int, quality: dict[str, Any] | None =
             reasons.append(f"the limb leads of {words} were not all read at the same time, so the reading cannot be "
                            "checked against it")
         elif db < RELIABLE_MIN_DB:
-            reasons.append(f"the limb leads break {words}: {db:.1f} dB where any true recording gives at least "
-                           f"{RELIABLE_MIN_DB:g} dB; rows, columns or lead names were probably misread")
+            reasons.append(f"the limb leads break {words}: {db:.1f} dB where a true recording gives at least "
+                           f"{RELIABLE_MIN_DB:g} dB; rows, columns or lead names were probably misread, or the "
+                           "printout's rows were not recorded at the same time")
     repeats = quality.get("repeats_r_median")
     if repeats is not None and repeats < REPEAT_R_MIN:
         reasons.append(f"a lead printed twice reads differently in its two places (r {repeats:.2f})")
