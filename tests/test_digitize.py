@@ -676,4 +676,18 @@ def test_breaks_between_columns_and_row_ends_place_the_gap_finer_than_the_search
                     key=lambda b: abs(b.quad[0, 1] - found.quad[0, 1]))
         expected_x = truth.quad[0, 0] + (pulse_px if truth.t0 == 0 else 0.0) + (found.t0 - truth.t0) * speed_px
         assert abs(found.quad[0, 0] - expected_x) <= 0.15 * px_per_mm, (found.name, found.quad[0, 0], expected_x)
+    # a gap found to 0.2 mm moves the later columns' QRS by up to 8 ms (6x2 with its pulses: 14.9-15.8 dB, depending
+    # on where the search starts the refinement)
+    assert np.nanmedian(_snr(synthetic, dig)) > 14.5
+
+
+def test_pulses_at_the_rows_ends_do_not_bound_the_origin(synthetic):
+    """Pulses printed after each row (matched as the layout's pulses, which the layout prints before the rows) put
+    the table's origin past the trace: they tell nothing of where the first lead starts, and the page placement
+    searches it freely (a first version bounded by them read two held-out mixed 12x1 pages past their trace)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    paper = render(synthetic, styled_layout("12x1", style=LayoutStyle(pulse_place="row_end")), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "12x1" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
     assert np.nanmedian(_snr(synthetic, dig)) > 15

@@ -143,3 +143,20 @@ def test_placed_cells_follow_the_page():
     assert not any(c.pulse for c in cells)
     rhythm = first[("II", 3)]
     assert (rhythm.t0, rhythm.t1) == (0.0, 10.0) and rhythm.baseline_mm == pytest.approx(150.0)
+
+
+def test_best_origin_within_a_distance_keeps_to_the_pulses_origin(synthetic):
+    """A label stroke read as trace at the start of lead I's and aVR's cells breaks the laws there: the search alone
+    prefers an origin past it (the physics cannot see the whole page read late), and keeps to the origin the page's
+    pulses tell when asked to (ecgcore.read.digitize.PULSE_ANCHOR_MM)."""
+    lay = make_layout("3x4")
+    strips = _strips_3x4(synthetic, 17.0, u_start=2.0, pulse=True)
+    u = 2.0 + np.arange(strips.shape[1]) * SEARCH_STEP_MM
+    for start in (17.0, 17.0 + 2.5 * 25.0):
+        strips[0, (u >= start) & (u < start + 2.0)] += 1.5
+    free = best_origin(strips, 2.0, law_windows(lay), 25.0, around_mm=[17.0], row_s=10.0, row_cells_s=[2.5] * 4)
+    kept = best_origin(strips, 2.0, law_windows(lay), 25.0, around_mm=[17.0], row_s=10.0, row_cells_s=[2.5] * 4,
+                       span_mm=(16.0, 18.0))
+    assert free is not None and kept is not None
+    assert free.x0_mm > 18.0  # read late by the stroke
+    assert abs(kept.x0_mm - 17.0) <= 1.0

@@ -76,15 +76,23 @@ from ecgcore.read.ink import (
     find_pulses,
     paper_ink,
     without_long_verticals,
+    without_marks_beside_trace,
 )
 from ecgcore.read.layoutfit import (
+    PULSE_MATCH_MM,
     cells_after_found_pulses,
     cells_from_boxes,
     choose_layout,
     find_ink_rows,
     layout_of_rows,
 )
-from ecgcore.read.physics import RELIABLE_MIN_DB, UNMEASURED_SCORE_DB, consistency_score, limb_consistency
+from ecgcore.read.physics import (
+    NO_LAW_SCORE_DB,
+    RELIABLE_MIN_DB,
+    UNMEASURED_SCORE_DB,
+    consistency_score,
+    limb_consistency,
+)
 from ecgcore.read.placement import (
     PULSE_GAP_AROUND_MM,
     SEARCH_STEP_MM,
@@ -146,6 +154,13 @@ LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace 
 # 3x4 of consecutive 2.5 s columns; six rows a 6x2 or a 3x4 with three rhythm strips.
 SAME_ROWS_ALTERNATIVES: dict[str, tuple[str, ...]] = {"seed-3x4": ("3x4",), "3x4": ("seed-3x4",),
                                                       "6x2": ("3x4+3",), "3x4+3": ("6x2",)}
+# A 6x2 page's later seconds read as limb leads (6x1) keep both laws above this when they are limb leads: chest leads
+# read as limb leads scored -4.5 dB at most (57 held-out 6x2 pages, default and mixed sets); a limb page's 5-25 dB,
+# less on a noisy photo (the real six-channel page ecg00005: 4.8-5.4 dB, depending on a few removed grid bits).
+LIMB_PAGE_MIN_DB = 0.0
+# A page placement whose rows open with pulses starts the first lead after the pulses' tops end and at most this
+# after the standard pulse's lead-out would end (the physics is blind to an origin off in every row alike).
+PULSE_ANCHOR_MM = 1.0
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
@@ -180,7 +195,7 @@ def digitize(
     fit = find_grid(class_map)
     if curve_margin is not None and curve_margin.shape != class_map.shape:
         raise DigitizationError(f"curve scores of size {curve_margin.shape} do not match the class map's {class_map.shape}.")
-    paper = without_long_verticals(paper_ink(class_map, fit, curve_margin))
+    paper = without_marks_beside_trace(without_long_verticals(paper_ink(class_map, fit, curve_margin)))
     pulses = find_pulses(paper, paper_speed, gain)
     if lead_boxes:
         cells, offset, chosen, source = cells_from_boxes(lead_boxes, fit, pulses, paper_speed), (0.0, 0.0), "custom", "boxes"
@@ -223,8 +238,9 @@ def _table_cells(lay: Layout, offset: tuple[float, float], pulses: list[Pulse],
 def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float], pulses: list[Pulse],
                   paper_speed: float, gain: float, layout_flags: list[str]) -> DigitizedEcg:
     """A page read as 6x2 read again as the limb leads alone (6x1, ecgcore.layouts.LIMB_PAGE), placed as the 6x2
-    reading was; kept when both limb-lead laws hold at >= RELIABLE_MIN_DB also over the seconds where 6x2 would
-    show the chest leads (chest leads read as limb leads break both laws there)."""
+    reading was; kept when both limb-lead laws hold at >= LIMB_PAGE_MIN_DB also over the seconds where 6x2 would
+    show the chest leads (chest leads read as limb leads break both laws there). Whether the reading is reliable is
+    judged afterwards, as for any reading."""
     name = LIMB_PAGE.get(dig.layout)
     if name is None or dig.layout_source != "auto":
         return dig
@@ -241,13 +257,13 @@ def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tupl
         return dig
     chest_from = min(c.t0 for c in make_layout(dig.layout, paper_speed).cells if c.lead.startswith("V"))
     later = limb_consistency(alt.signal[int(round(chest_from * alt.fs)):], alt.fs)
-    score = min((db if db is not None else -10.0) for db in later.values())
+    score = min((db if db is not None else NO_LAW_SCORE_DB) for db in later.values())
     tried = [*dig.quality.get("hypotheses", []),
              {"layout": name, "placement": alt.quality.get("placement", "layout table"),
               "score_db": round(consistency_score(alt.signal, alt.fs), 2),
               f"score_db_from_{chest_from:g}_s": round(score, 2)}]
     chosen = dig
-    if score >= RELIABLE_MIN_DB:
+    if score >= LIMB_PAGE_MIN_DB:
         chosen = found.final() if found is not None else alt
     chosen.quality["hypotheses"] = tried
     return chosen
@@ -344,6 +360,18 @@ def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
     return [float(np.median(by_col[c])) for c in sorted(by_col)]
 
 
+def _opens_row(strip: np.ndarray, u_start: float, pulses: list[Pulse], row_mm: float, near: float,
+               at_mm: float) -> bool:
+    """Whether a found pulse starts within PULSE_ANCHOR_MM of ``at_mm`` on the row at ``row_mm`` (within ``near``)
+    and within PULSE_MATCH_MM of the row's first ink (``strip``: the row read across the page from ``u_start``)."""
+    read = np.flatnonzero(np.isfinite(strip))
+    if not read.size:
+        return False
+    first = u_start + float(read[0]) * SEARCH_STEP_MM
+    return any(abs(p.v - row_mm) <= near and abs(p.u - at_mm) <= PULSE_ANCHOR_MM and abs(p.u - first) <= PULSE_MATCH_MM
+               for p in pulses)
+
+
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                   ink_rows: tuple[list[float], list[np.ndarray]], offset: tuple[float, float], pulses: list[Pulse],
                   paper_speed: float, gain: float, layout_flags: list[str]) -> _PageReading | None:
@@ -383,8 +411,21 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if gap_pulses is not None and len(gaps) > 1:
         gaps = tuple(g for g in gaps if abs(g - gap_pulses) <= PULSE_GAP_AROUND_MM)
         gap_table = gap_pulses
+    # Pulses of the standard shape that open every law row, where the table puts them, bound where the first lead
+    # starts: after the pulse's top ends (its measured end: a pulse's lead-out flat looks like trace and may be
+    # short) and no more than PULSE_ANCHOR_MM after the standard pulse's lead-out would end. The search keeps within: the physics cannot
+    # see an origin off in every row alike, and prefers one that skips whatever breaks the laws at the cells'
+    # starts (a label stroke read as trace, a record's opening transient). Pulses at the rows' ends bound nothing.
+    span = None
+    top = dig.quality.get("pulse_top_mm")
+    pulse_at = x0_table - lay.pulse_mm
+    other = PULSE_OTHER_SHAPE in dig.quality.get("flags", []) or {"layout_guessed", "no_calibration_pulse"} & set(
+        layout_flags)
+    if top is not None and not other and all(_opens_row(strips[r], u_start, pulses, rows[r], near, pulse_at)
+                                             for r in law_rows):
+        span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
     found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
-                        gaps_mm=gaps, table_gap_mm=gap_table)
+                        gaps_mm=gaps, table_gap_mm=gap_table, span_mm=span)
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm
@@ -399,6 +440,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                              not in_pulse[r]))
     fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
                                          fit.px_per_mm, breaks=PULSE_EACH_COLUMN not in layout_flags)
+    if span is not None and not span[0] <= fine_x0 <= span[1]:  # the pulses still bound the origin
+        fine_x0, fine_gap = x0, gap
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
     shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))

@@ -29,6 +29,12 @@ MAX_READ_PIXELS = 20_000_000  # and at most this many pixels (memory: a 12 MP ph
 PULSE_PX_PER_MM = 2.0  # resolution of the pulse search
 PULSE_MIN_SCORE = 0.8
 LONG_VERTICAL_MM = 100.0  # a vertical line of ink this long is a grid line or a mark, never trace
+MARK_MAX_MM = 4.0  # a piece of ink at most this tall and wide ...
+MARK_BESIDE_MM = 8.0  # ... with other ink this near above or below ...
+MARK_BESIDE_SHARE = 0.8  # ... along this share of its columns is a mark beside the trace, not trace ...
+MARK_IN_LINE_MM = 1.0  # ... unless the trace goes on this near left or right of it at its height ...
+MARK_STROKE_MM = 3.0  # ... or a steep stroke this long ends next to it (a spike's broken-off tip)
+MAX_MARK_PIECES = 5_000  # pieces looked at (a page's labels and dots: tens)
 # Caps on what one page can hold (with the paper's size, gridfind.MAX_PAPER_MM, and the time budget, ecgcore.read.budget),
 # so that no picture makes the reader's work grow without end. Real ECG photos stay far below each.
 MAX_INK_PIXELS = 4_000_000  # curve pixels on the reading raster (a 12 MP ECG photo has well under 1 M)
@@ -111,6 +117,12 @@ def paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | No
         up_px, down_px = curve_edge_offsets(curve, margin, ys[inside], xs[inside])
         ppm_v = float(fit.px_per_mm_xy[1]) * fy
         ext_up, ext_down = up_px / ppm_v, down_px / ppm_v
+    return ink_of_points(u, v, float(fit.px_per_mm_xy[0]) * fx, ext_up, ext_down)
+
+
+def ink_of_points(u: np.ndarray, v: np.ndarray, px_per_mm: float, ext_up: np.ndarray | None = None,
+                  ext_down: np.ndarray | None = None) -> PaperInk:
+    """PaperInk of curve pixels at paper positions (mm), with their coverage map at PULSE_PX_PER_MM."""
     ppm = PULSE_PX_PER_MM
     u0, v0 = float(np.floor(u.min())), float(np.floor(v.min()))
     cols = np.round((u - u0) * ppm).astype(np.int64)
@@ -120,8 +132,7 @@ def paper_ink(class_map: np.ndarray, fit: GridFit, curve_margin: np.ndarray | No
         raise DigitizationError(f"no ECG grid/trace found: no ECG layout fits a trace spread over "
                                 f"{shape[1] / ppm:.0f} x {shape[0] / ppm:.0f} mm of paper, more than any ECG printout.")
     coverage = np.bincount(rows * shape[1] + cols, minlength=shape[0] * shape[1]).reshape(shape)
-    return PaperInk(u, v, float(fit.px_per_mm_xy[0]) * fx, np.minimum(coverage, 65535).astype(np.uint16), u0, v0,
-                    ppm, ext_up, ext_down)
+    return PaperInk(u, v, px_per_mm, np.minimum(coverage, 65535).astype(np.uint16), u0, v0, ppm, ext_up, ext_down)
 
 
 def without_long_verticals(paper: PaperInk) -> PaperInk:
@@ -133,12 +144,81 @@ def without_long_verticals(paper: PaperInk) -> PaperInk:
     pair = inked | np.pad(inked[:, 1:], ((0, 0), (0, 1)))
     paired = _long_runs(pair, int(round(LONG_VERTICAL_MM * paper.ppm)))
     line = (paired | np.pad(paired[:, :-1], ((0, 0), (1, 0)))) & inked
-    if not line.any():
+    return _without_cells(paper, line)
+
+
+def without_marks_beside_trace(paper: PaperInk) -> PaperInk:
+    """The ink without small pieces that stand apart beside the trace: a printed lead label, a dot or a tick that the
+    segmenter took for trace, above or below a row's trace in the same columns. A piece is a group of touching
+    cells of the coverage map (0.5 mm) no larger than MARK_MAX_MM either way, with another piece's ink within
+    MARK_BESIDE_MM above or below it along at least MARK_BESIDE_SHARE of its columns, and none within
+    MARK_IN_LINE_MM left or right of it at its own height: pieces of a trace that the segmentation broke have the
+    trace going on beside them, not only above or below. Nor is a piece that a steep stroke of at least
+    MARK_STROKE_MM points at (the nearest ink above or below it ends such a stroke): a spike's tip that broke off. On held-out mixed photos (labels above, below and beside
+    the trace, in several fonts) the segmenter's label strokes, dots and bits of dark grid lines are what it drops;
+    a label printed on the trace touches it and stays (MAX_MARK_PIECES bounds the pieces looked at)."""
+    inked = (paper.coverage > 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inked, connectivity=8)
+    if n <= 2:
+        return paper
+    size = int(round(MARK_MAX_MM * paper.ppm))
+    small = (stats[:, cv2.CC_STAT_WIDTH] <= size) & (stats[:, cv2.CC_STAT_HEIGHT] <= size)
+    small[0] = False
+    if not small.any():
+        return paper
+    # ink of the large pieces, counted down each column: the count within any vertical window is a difference
+    large = (labels > 0) & ~small[labels]
+    below = np.vstack([np.zeros((1, large.shape[1]), np.int32), np.cumsum(large, axis=0, dtype=np.int32)])
+    reach = int(round(MARK_BESIDE_MM * paper.ppm))
+    gap = max(1, int(round(MARK_IN_LINE_MM * paper.ppm)))
+    stroke = int(round(MARK_STROKE_MM * paper.ppm))
+    # strokes counted on the large ink widened by a cell either side: a steep slanted line keeps to one column of it
+    wide = large.copy()
+    wide[:, 1:] |= large[:, :-1]
+    wide[:, :-1] |= large[:, 1:]
+    down, up = _vertical_runs(wide)
+    marks = np.zeros(n, bool)
+    for k in np.flatnonzero(small)[:MAX_MARK_PIECES]:
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        top, bottom = max(0, y - reach), min(large.shape[0], y + h + reach)
+        beside = (below[bottom, x:x + w] - below[top, x:x + w]) > 0
+        if beside.mean() < MARK_BESIDE_SHARE:
+            continue
+        # in line with the trace: other ink at its own height just left or right of it (a piece of a broken trace)
+        if labels[y:y + h, max(0, x - gap):x].any() or labels[y:y + h, x + w:x + w + gap].any():
+            continue
+        # the tip of a spike whose stroke points at it: the nearest large ink above or below is the end of a steep
+        # stroke (a deep S wave whose thin line broke before its tip), not a flat stretch of trace
+        points = False
+        for c in range(x, x + w):
+            above = np.flatnonzero(wide[top:y, c])
+            under = np.flatnonzero(wide[y + h:bottom, c])
+            points |= (above.size > 0 and down[top + above[-1], c] >= stroke) or \
+                      (under.size > 0 and up[y + h + under[0], c] >= stroke)
+        marks[k] = not points
+    return _without_cells(paper, marks[labels])
+
+
+def _vertical_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each cell, how many cells of ``mask`` run down to it without a break from above (``down``, counting
+    itself) and on below it (``up``)."""
+    down = np.zeros(mask.shape, np.int32)
+    up = np.zeros(mask.shape, np.int32)
+    for r in range(mask.shape[0]):
+        down[r] = np.where(mask[r], (down[r - 1] if r else 0) + 1, 0)
+    for r in range(mask.shape[0] - 1, -1, -1):
+        up[r] = np.where(mask[r], (up[r + 1] if r + 1 < mask.shape[0] else 0) + 1, 0)
+    return down, up
+
+
+def _without_cells(paper: PaperInk, cells: np.ndarray) -> PaperInk:
+    """The ink without the pixels that fall in the given cells of its coverage map (boolean, the map's shape)."""
+    if not cells.any():
         return paper
     cols = np.round((paper.u - paper.u0) * paper.ppm).astype(np.int64)
     rows = np.round((paper.v - paper.v0) * paper.ppm).astype(np.int64)
-    keep = ~line[rows, cols]
-    coverage = np.where(line, 0, paper.coverage).astype(np.uint16)
+    keep = ~cells[rows, cols]
+    coverage = np.where(cells, 0, paper.coverage).astype(np.uint16)
     return PaperInk(paper.u[keep], paper.v[keep], paper.px_per_mm, coverage, paper.u0, paper.v0, paper.ppm,
                     None if paper.ext_up is None else paper.ext_up[keep],
                     None if paper.ext_down is None else paper.ext_down[keep])
@@ -148,12 +228,7 @@ def _long_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
     """The cells of ``mask`` that belong to a vertical run of True at least ``min_len`` long."""
     if mask.shape[0] < min_len:
         return np.zeros_like(mask)
-    down = np.zeros(mask.shape, np.int32)
-    up = np.zeros(mask.shape, np.int32)
-    for r in range(mask.shape[0]):
-        down[r] = np.where(mask[r], (down[r - 1] if r else 0) + 1, 0)
-    for r in range(mask.shape[0] - 1, -1, -1):
-        up[r] = np.where(mask[r], (up[r + 1] if r + 1 < mask.shape[0] else 0) + 1, 0)
+    down, up = _vertical_runs(mask)
     return (down + up - 1) >= min_len
 
 

@@ -273,11 +273,13 @@ class _PageRuns:
 
 def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], paper_speed: float,
                 around_mm: list[float], row_s: float | None = None, row_cells_s: list[float] | None = None,
-                gaps_mm: tuple[float, ...] = (0.0,), table_gap_mm: float = 0.0) -> Origin | None:
+                gaps_mm: tuple[float, ...] = (0.0,), table_gap_mm: float = 0.0,
+                span_mm: tuple[float, float] | None = None) -> Origin | None:
     """The paper position (mm) of t = 0 (and the gap between columns, of ``gaps_mm``) that best keeps every law
     window's physics; None when no candidate measures every law. Candidates lie every SEARCH_STEP_MM within
     SEARCH_AROUND_MM of each position in ``around_mm`` (the layout table's origin) and from SEARCH_BEFORE_MM before
-    to SEARCH_AFTER_MM after the first trace ink.
+    to SEARCH_AFTER_MM after the first trace ink; with ``span_mm`` (lowest, highest), only within it (where the
+    page's own calibration pulses say the first lead starts: see ecgcore.read.digitize.PULSE_ANCHOR_MM).
 
     The laws hold over a stretch of origins (a window may start on a flat stretch before the trace, such as a
     pulse's lead-out, and the cells' ends next to a lead change are not read), so each candidate's weakest law pays
@@ -301,8 +303,11 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     if not read.any():
         return None
     first_ink = u_start + float(np.flatnonzero(read)[0]) * SEARCH_STEP_MM
-    spans = [(first_ink - SEARCH_BEFORE_MM, first_ink + SEARCH_AFTER_MM)]
-    spans += [(x - SEARCH_AROUND_MM, x + SEARCH_AROUND_MM) for x in around_mm]
+    if span_mm is not None:
+        spans = [span_mm]
+    else:
+        spans = [(first_ink - SEARCH_BEFORE_MM, first_ink + SEARCH_AFTER_MM)]
+        spans += [(x - SEARCH_AROUND_MM, x + SEARCH_AROUND_MM) for x in around_mm]
     candidates = np.unique(np.concatenate([
         np.arange(int(np.floor((lo - u_start) / SEARCH_STEP_MM)), int(np.ceil((hi - u_start) / SEARCH_STEP_MM)) + 1)
         for lo, hi in spans]))
