@@ -413,9 +413,10 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         gap_table = gap_pulses
     # Pulses of the standard shape that open every law row, where the table puts them, bound where the first lead
     # starts: after the pulse's top ends (its measured end: a pulse's lead-out flat looks like trace and may be
-    # short) and no more than PULSE_ANCHOR_MM after the standard pulse's lead-out would end. The search keeps within: the physics cannot
-    # see an origin off in every row alike, and prefers one that skips whatever breaks the laws at the cells'
-    # starts (a label stroke read as trace, a record's opening transient). Pulses at the rows' ends bound nothing.
+    # short) and no more than PULSE_ANCHOR_MM after the standard pulse's lead-out would end. The search keeps
+    # within: the physics cannot see an origin off in every row alike, and prefers one that skips whatever breaks
+    # the laws at the cells' starts (a label stroke read as trace, a record's opening transient). Pulses at the
+    # rows' ends bound nothing.
     span = None
     top = dig.quality.get("pulse_top_mm")
     pulse_at = x0_table - lay.pulse_mm

@@ -154,9 +154,10 @@ def without_marks_beside_trace(paper: PaperInk) -> PaperInk:
     MARK_BESIDE_MM above or below it along at least MARK_BESIDE_SHARE of its columns, and none within
     MARK_IN_LINE_MM left or right of it at its own height: pieces of a trace that the segmentation broke have the
     trace going on beside them, not only above or below. Nor is a piece that a steep stroke of at least
-    MARK_STROKE_MM points at (the nearest ink above or below it ends such a stroke): a spike's tip that broke off. On held-out mixed photos (labels above, below and beside
-    the trace, in several fonts) the segmenter's label strokes, dots and bits of dark grid lines are what it drops;
-    a label printed on the trace touches it and stays (MAX_MARK_PIECES bounds the pieces looked at)."""
+    MARK_STROKE_MM points at (the nearest ink above or below it ends such a stroke): a spike's tip that broke off.
+    On held-out mixed photos (labels above, below and beside the trace, in several fonts) and the real images, what
+    it drops are the segmenter's label strokes, dots and bits of dark grid lines; a label printed on the trace
+    touches it and stays. MAX_MARK_PIECES bounds the pieces looked at."""
     inked = (paper.coverage > 0).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(inked, connectivity=8)
     if n <= 2:
