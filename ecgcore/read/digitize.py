@@ -298,7 +298,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     # time origin that is off in every row alike (12x1): the page's placement is preferred unless it is worse.
     # Nor can it see the origin of a table placement anchored on another printer's pulse (the lead after it starts
     # where that pulse ends, not where the standard one would): searched, and the page's placement preferred, alike.
-    guessed = "layout_guessed" in layout_flags or PULSE_OTHER_SHAPE in dig.quality.get("flags", [])
+    guessed = _origin_guessed(dig, layout_flags)
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
     table_unread = _column_unread_mm(dig, paper_speed)
@@ -360,16 +360,20 @@ def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
     return [float(np.median(by_col[c])) for c in sorted(by_col)]
 
 
-def _opens_row(strip: np.ndarray, u_start: float, pulses: list[Pulse], row_mm: float, near: float,
-               at_mm: float) -> bool:
-    """Whether a found pulse starts within PULSE_ANCHOR_MM of ``at_mm`` on the row at ``row_mm`` (within ``near``)
-    and within PULSE_MATCH_MM of the row's first ink (``strip``: the row read across the page from ``u_start``)."""
+def _origin_guessed(dig: DigitizedEcg, layout_flags: list[str]) -> bool:
+    """Whether the table reading's time origin is a guess: no pulse matched (the layout guessed from the rows), or
+    the pulses are another printer's (the lead after one starts where it ends, not where the standard one would)."""
+    return "layout_guessed" in layout_flags or PULSE_OTHER_SHAPE in dig.quality.get("flags", [])
+
+
+def _opens_row(strip: np.ndarray, u_start: float, row_pulses: list[Pulse], at_mm: float) -> bool:
+    """Whether one of a row's found pulses starts within PULSE_ANCHOR_MM of ``at_mm`` and within PULSE_MATCH_MM of
+    the row's first ink (``strip``: the row read across the page from ``u_start``)."""
     read = np.flatnonzero(np.isfinite(strip))
     if not read.size:
         return False
     first = u_start + float(read[0]) * SEARCH_STEP_MM
-    return any(abs(p.v - row_mm) <= near and abs(p.u - at_mm) <= PULSE_ANCHOR_MM and abs(p.u - first) <= PULSE_MATCH_MM
-               for p in pulses)
+    return any(abs(p.u - at_mm) <= PULSE_ANCHOR_MM and abs(p.u - first) <= PULSE_MATCH_MM for p in row_pulses)
 
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
@@ -406,8 +410,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     # pulses printed before every column (the prototype's seed-3x4, some 3x4 printers) show the gap between columns,
     # which the physics cannot see when each column keeps its own laws
     near = 0.4 * row_pitch
-    gap_pulses = gap_from_pulses([[p.u for p in pulses if abs(p.v - rows[r]) <= near] for r in law_rows],
-                                 row_cells_s[0] * paper_speed)
+    row_pulses = {r: [p for p in pulses if abs(p.v - rows[r]) <= near] for r in law_rows}
+    gap_pulses = gap_from_pulses([[p.u for p in row_pulses[r]] for r in law_rows], row_cells_s[0] * paper_speed)
     if gap_pulses is not None and len(gaps) > 1:
         gaps = tuple(g for g in gaps if abs(g - gap_pulses) <= PULSE_GAP_AROUND_MM)
         gap_table = gap_pulses
@@ -420,10 +424,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     span = None
     top = dig.quality.get("pulse_top_mm")
     pulse_at = x0_table - lay.pulse_mm
-    other = PULSE_OTHER_SHAPE in dig.quality.get("flags", []) or {"layout_guessed", "no_calibration_pulse"} & set(
-        layout_flags)
-    if top is not None and not other and all(_opens_row(strips[r], u_start, pulses, rows[r], near, pulse_at)
-                                             for r in law_rows):
+    if top is not None and not _origin_guessed(dig, layout_flags) and all(
+            _opens_row(strips[r], u_start, row_pulses[r], pulse_at) for r in law_rows):
         span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
     found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
                         gaps_mm=gaps, table_gap_mm=gap_table, span_mm=span)
