@@ -247,7 +247,8 @@ def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synth
     paper = render(synthetic, replace(lay, cells=cells), PaperOptions(px_per_mm=px_per_mm))
     dig = digitize(paper.mask)
     assert dig.layout == layout
-    assert dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    placed = dig.quality["placement"] == "from the page" or dig.quality.get("lead_change_moves_mm")
+    assert placed, dig.quality["hypotheses"]
     assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
     speed_px = 25.0 * px_per_mm
     for found in dig.leads:
@@ -267,18 +268,19 @@ def test_columns_moved_off_the_table_are_placed_where_the_limb_leads_agree(synth
     ("6x2", dict(pulse_place="row_start", columns="gap", column_gap_mm=1.75, pulse_s=(0.0, 0.1, 0.0))),
     ("3x4+II", dict(pulse_place="row_start", columns="gap", column_gap_mm=1.75, pulse_s=(0.0, 0.1, 0.0))),
 ])
-def test_columns_with_gaps_or_their_own_pulses_are_placed_from_the_page(synthetic, layout, style):
-    """Printers that leave blank paper or print a pulse between columns: the page placement finds the gap, so every
-    column's time origin is right (a gap missed puts each later column a gap off in time, which the limb-lead
-    physics cannot see: a table reading of the first and third pages holds both laws at 20 dB and reads its later
-    columns at -2 dB; the later columns' cells reading less ink than the first's sends it to the page search)."""
+def test_columns_with_gaps_or_their_own_pulses_are_placed_where_printed(synthetic, layout, style):
+    """Printers that leave blank paper or print a pulse between columns: every column's time origin is right (a gap
+    missed puts each later column a gap off in time, which the limb-lead physics cannot see: a table reading of the
+    first and third pages holds both laws at 20 dB and reads its later columns at -2 dB). The page placement finds
+    the gap; a table reading anchored on standard pulses moves its later columns onto the blank paper instead."""
     from ecgcore.layouts import LayoutStyle, styled_layout
 
     px_per_mm = 6.0
     paper = render(synthetic, styled_layout(layout, style=LayoutStyle(**style)), PaperOptions(px_per_mm=px_per_mm))
     dig = digitize(paper.mask)
     assert dig.layout == layout
-    assert dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
+    placed = dig.quality["placement"] == "from the page" or dig.quality.get("lead_change_moves_mm")
+    assert placed, dig.quality["hypotheses"]
     assert min(dig.quality["einthoven_db"], dig.quality["goldberger_db"]) >= 10
     snr = _snr(synthetic, dig)
     assert np.nanmin(snr) > 8 and np.nanmedian(snr) > 15, np.round(snr, 1)
@@ -654,9 +656,6 @@ def test_a_page_placement_starts_each_lead_where_its_rows_end(synthetic, layout,
 @pytest.mark.parametrize("layout,style", [
     ("3x4+II", dict(pulse_place="none", columns="gap", column_gap_mm=3.3)),
     ("3x4", dict(pulse_place="row_end", columns="gap", column_gap_mm=1.6)),
-    # a pulse and its 2 mm lead-out before the first column hide where its trace starts: the search traded the
-    # origin (0.75 mm late) against the gap (0.9 mm short); the break between the columns and the rows' end place both
-    ("6x2", dict(pulse_place="row_start", columns="gap", column_gap_mm=2.9)),
 ])
 def test_breaks_between_columns_and_row_ends_place_the_gap_finer_than_the_search(synthetic, layout, style):
     """The page search steps the gap between columns by 0.25 mm, so each later column of a 3x4 page may start up
@@ -676,9 +675,25 @@ def test_breaks_between_columns_and_row_ends_place_the_gap_finer_than_the_search
                     key=lambda b: abs(b.quad[0, 1] - found.quad[0, 1]))
         expected_x = truth.quad[0, 0] + (pulse_px if truth.t0 == 0 else 0.0) + (found.t0 - truth.t0) * speed_px
         assert abs(found.quad[0, 0] - expected_x) <= 0.15 * px_per_mm, (found.name, found.quad[0, 0], expected_x)
-    # a gap found to 0.2 mm moves the later columns' QRS by up to 8 ms (6x2 with its pulses: 14.9-15.8 dB, depending
-    # on where the search starts the refinement)
-    assert np.nanmedian(_snr(synthetic, dig)) > 14.5
+    assert np.nanmedian(_snr(synthetic, dig)) > 15
+
+
+def test_a_table_readings_later_columns_move_onto_the_blank_paper_between_them(synthetic):
+    """A printer with the standard pulses (the table's placement is anchored on them) that leaves blank paper
+    between its columns, which the table has not: read from the table, V1-V6 would start the gap early, and the
+    physics cannot see it (each column keeps its own laws; the page search, which once read this page, traded the
+    origin 0.75 mm late against a gap 0.9 mm short). The blank paper that every row shows where the first column
+    ends moves the second column to where its ink starts, plus the pen's half width measured there (its round cap
+    reaches that far before the first sample)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    style = LayoutStyle(pulse_place="row_start", columns="gap", column_gap_mm=2.9)
+    paper = render(synthetic, styled_layout("6x2", style=style), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "6x2" and dig.quality["placement"] == "layout table", dig.quality["hypotheses"]
+    assert abs(dig.quality["lead_change_moves_mm"][0] - 2.9) <= 0.1, dig.quality["lead_change_moves_mm"]
+    snr = _snr(synthetic, dig)
+    assert np.nanmin(snr) > 15, np.round(snr, 1)
 
 
 def test_pulses_at_the_rows_ends_do_not_bound_the_origin(synthetic):

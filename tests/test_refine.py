@@ -5,8 +5,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ecgcore.layouts import LeadCell
 from ecgcore.read.ink import PaperInk
-from ecgcore.read.refine import SEGMENTATION_WIDENING_PX, break_middle_mm, trace_end_mm
+from ecgcore.read.refine import (
+    LEAD_CHANGE_MOVE_MM,
+    SEGMENTATION_WIDENING_PX,
+    break_middle_mm,
+    cells_on_lead_changes,
+    trace_end_mm,
+)
 
 PPM = 8.0
 
@@ -54,3 +61,61 @@ def test_a_break_between_columns_is_found_by_its_middle_even_with_a_tick_in_it()
     assert abs(break_middle_mm(_ink(image), strip, 0.0, 0.25, 74.2, 2.75) - 74.0) <= 1.0 / PPM
     # no break near where the column boundary should be: nothing is measured
     assert break_middle_mm(paper, strip, 0.0, 0.25, 100.0, 2.75) is None
+
+
+def _two_columns(gap_mm: float, mark: bool = False, pulse: bool = False, cut_mm: float = 0.0,
+                 late_mm: float = 0.0) -> tuple[PaperInk, list]:
+    """Three rows of two 2.5 s columns, ``gap_mm`` of blank paper between them (a bar through the rows in its middle
+    with ``mark``, a 10 mm pulse opening the second column with ``pulse``, ``cut_mm`` of trace left out across the
+    lead change, the whole page ``late_mm`` further on); the cells as a table without a gap places them at 10 mm."""
+    image = np.zeros((int(80 * PPM), int(160 * PPM)), np.uint8)
+    rng = np.random.default_rng(3)
+    first, second = 10.0 + late_mm, 72.5 + late_mm + gap_mm
+    for base in (21.0, 41.0, 61.0):
+        for x0, x1 in ((first, first + 62.5 - cut_mm / 2), (second + cut_mm / 2 + (5.0 if pulse else 0.0), second + 62.5)):
+            xs = np.arange(x0, x1 + 1e-9, 0.25)
+            ys = base - 0.3 * rng.standard_normal(xs.size).cumsum() / np.sqrt(xs.size)
+            pts = np.stack([xs, ys], axis=1) * PPM - 0.5
+            cv2.polylines(image, [np.round(pts * 16).astype(np.int32)[None]], False, 1, 2, cv2.LINE_8, 4)
+        if pulse:  # a pulse's 1 mm lead-in, rise, top and fall, straight into the trace
+            pts = np.array([[second, base], [second + 1.0, base], [second + 1.0, base - 10.0], [second + 5.0, base - 10.0],
+                            [second + 5.0, base]])
+            cv2.polylines(image, [np.round((pts * PPM - 0.5) * 16).astype(np.int32)[None]], False, 1, 2, cv2.LINE_8, 4)
+    if mark:
+        cv2.line(image, (int((72.5 + gap_mm / 2) * PPM), int(12 * PPM)), (int((72.5 + gap_mm / 2) * PPM), int(68 * PPM)),
+                 1, 3)
+    cells = [LeadCell(lead, row, col, 10.0 + 62.5 * col, 10.0 + 20.0 * row, 62.5, 20.0, 2.5 * col, 2.5 * (col + 1), False)
+             for row, leads in enumerate((("I", "aVR"), ("II", "aVL"), ("III", "aVF"))) for col, lead in enumerate(leads)]
+    return _ink(image), cells
+
+
+def test_a_later_column_moves_onto_the_break_its_lead_change_shows():
+    for mark in (False, True):  # blank paper between the columns, or a bar printed in its middle
+        paper, cells = _two_columns(2.5, mark=mark)
+        moved, moves = cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)
+        assert len(moves) == 1 and abs(moves[0] - 2.5) <= 0.25, moves
+        assert all(c.x_mm == 10.0 for c in moved if c.col == 0)  # the first column keeps the placement's origin
+        assert all(abs(c.x_mm - (72.5 + moves[0])) < 1e-9 for c in moved if c.col == 1)
+
+
+def test_a_short_break_lies_across_the_lead_change():
+    # a printer that leaves 1 mm of trace out across each lead change, its page 1 mm further on than the table's
+    # (the table's first column keeps its place: its start is the placement's)
+    paper, cells = _two_columns(0.0, cut_mm=1.0, late_mm=1.0)
+    moved, moves = cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)
+    assert abs(moves[0] - 1.0) <= 0.2, moves
+    # the same cut where the table puts the lead change: nothing to move
+    paper, cells = _two_columns(0.0, cut_mm=1.0)
+    assert not any(cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)[1])
+
+
+def test_columns_stay_where_no_break_or_a_pulse_shows_the_lead_change():
+    # no gap: the trace runs on through the lead change
+    paper, cells = _two_columns(0.0)
+    assert not any(cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)[1])
+    # a break within the refinement's reach is the refinement's to measure
+    paper, cells = _two_columns(0.5 * LEAD_CHANGE_MOVE_MM)
+    assert not any(cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)[1])
+    # a pulse after the break opens the column: its trace starts after it, not where the ink does
+    paper, cells = _two_columns(2.5, pulse=True)
+    assert not any(cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)[1])

@@ -106,7 +106,7 @@ from ecgcore.read.placement import (
     table_gap_mm,
     unread_row_starts,
 )
-from ecgcore.read.refine import RowPlan, refine_placement
+from ecgcore.read.refine import RowPlan, cells_on_lead_changes, refine_placement
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     PULSE_OTHER_SHAPE,
@@ -205,18 +205,17 @@ def digitize(
         cells, layout_flags = _table_cells(make_layout(chosen, paper_speed), offset, pulses, found_flags)
         source = "auto" if layout == "auto" else "given"
     lay = make_layout(chosen, paper_speed) if chosen in LAYOUT_NAMES else None
-    duration = lay.duration_s if lay else max(c.t1 for c in cells)
-    dig = read_cells(paper, fit, cells, offset, chosen, source, duration, fs, paper_speed, gain, pulses, layout_flags)
     if lay is None:  # boxes a person drew: read as drawn
-        return _checked(dig)
+        return _checked(read_cells(paper, fit, cells, offset, chosen, source, max(c.t1 for c in cells), fs,
+                                   paper_speed, gain, pulses, layout_flags))
+    dig = _read_placed(paper, fit, cells, offset, lay, source, fs, paper_speed, gain, pulses, layout_flags)
     twin = SAME_PULSES.get(chosen) if source == "auto" else None
     if twin is not None:
         # 6x2 and 3x4+3 put their pulses and rows at the same places. 3x4+3 shows V1, II and V5 twice (in the 3x4 and
         # as rhythm strips): read as 3x4+3, a true 3x4+3 page repeats itself there, a 6x2 page does not.
         alt_lay = make_layout(twin, paper_speed)
         alt_cells, alt_flags = _table_cells(alt_lay, offset, pulses, found_flags)
-        alt = read_cells(paper, fit, alt_cells, offset, twin, source, alt_lay.duration_s, fs, paper_speed,
-                         gain, pulses, alt_flags)
+        alt = _read_placed(paper, fit, alt_cells, offset, alt_lay, source, fs, paper_speed, gain, pulses, alt_flags)
         three_by_four = dig if chosen == "3x4+3" else alt
         agree = three_by_four.quality.get("repeats_r_median")
         is_3x4_3 = agree is not None and agree >= REPEAT_R_SAME
@@ -225,6 +224,25 @@ def digitize(
             layout_flags = alt_flags
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
     return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+
+
+def _read_placed(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tuple[float, float], lay: Layout,
+                 source: str, fs: int, paper_speed: float, gain: float, pulses: list[Pulse],
+                 layout_flags: list[str]) -> DigitizedEcg:
+    """The layout table's cells read where the table places them, each later column first moved to where the page
+    shows it starts after blank paper between the columns (ecgcore.read.refine.cells_on_lead_changes; the moves, mm,
+    in the quality report's ``lead_change_moves_mm``)."""
+    # a layout or a page with pulses before its later columns: the pulses place them (and a pulse of a shape the
+    # pulse search does not know is no break)
+    own_pulses = PULSE_EACH_COLUMN in layout_flags or any(c.pulse for c in lay.cells if c.col > 0)
+    moves: list[float] = []
+    if not own_pulses:
+        cells, moves = cells_on_lead_changes(cells, offset, paper, paper_speed, lay.pulse_mm, fit.px_per_mm)
+    dig = read_cells(paper, fit, cells, offset, lay.name, source, lay.duration_s, fs, paper_speed, gain, pulses,
+                     layout_flags)
+    if any(moves):
+        dig.quality["lead_change_moves_mm"] = moves
+    return dig
 
 
 def _table_cells(lay: Layout, offset: tuple[float, float], pulses: list[Pulse],

@@ -15,14 +15,19 @@ page place them finer:
 Each measure is a line in (origin, gap): ``y = x0 + a + b * gap``. Those within REFINE_MM of the search's placement
 are solved for both (when column breaks and row ends give two different ``b``) or for the origin alone; the
 result moves each by at most MAX_MOVE_MM.
+
+A layout table's placement (anchored on found pulses, no search) assumes the table's columns: where the page shows
+blank paper between two columns, starting where the earlier one's trace ends, :func:`cells_on_lead_changes` moves
+the later columns onto where their ink starts (a 6x2 printer that leaves 1.4-2.6 mm between its columns).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ecgcore.layouts import LeadCell
 from ecgcore.read.ink import PaperInk
 
 REFINE_MM = 0.75  # a measure this far from the search's placement is something else (a label, a mark, a crop)
@@ -112,19 +117,27 @@ def trace_end_mm(paper: PaperInk, u_last: float, tail_v: np.ndarray, image_px_pe
         return None
     last = float(u.max()) + 0.5 * pitch
     body = u < last - ROW_END_CAP_MM
-    col = np.round(u[body] / pitch).astype(np.int64)
+    half_width = pen_half_width(u[body], v[body], pitch, image_px_per_mm)
+    return None if half_width is None else last - half_width
+
+
+def pen_half_width(u: np.ndarray, v: np.ndarray, pitch: float, image_px_per_mm: float) -> float | None:
+    """Half the pen's width (mm) from a stretch of one trace's ink (``u``, ``v``: pixel centres on a raster of
+    ``pitch`` mm): half the trace's height across its slope (the lower quartile over the stretch), less the widening
+    that pixels add to it (SEGMENTATION_WIDENING_PX of the photo's pixels at ``image_px_per_mm``); None when the
+    stretch holds under 10 pixels."""
+    col = np.round(u / pitch).astype(np.int64)
     if col.size < 10:
         return None
     order = np.argsort(col, kind="stable")
-    col, vs = col[order], v[body][order]
+    col, vs = col[order], v[order]
     starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
     top, bottom = np.minimum.reduceat(vs, starts), np.maximum.reduceat(vs, starts)
     # the pen's width across the trace: each column's height, less what the trace's slope adds to it
     slope = np.gradient(0.5 * (top + bottom), col[starts] * pitch) if starts.size > 1 else np.zeros(1)
     height = (bottom - top + pitch) / np.sqrt(1.0 + slope**2)
     widening = SEGMENTATION_WIDENING_PX / image_px_per_mm
-    half_width = 0.5 * float(np.percentile(height, 25)) - widening
-    return last - max(half_width, 0.0)
+    return max(0.5 * float(np.percentile(height, 25)) - widening, 0.0)
 
 
 def break_middle_mm(paper: PaperInk, strip: np.ndarray, u_start: float, step_mm: float, expected: float,
@@ -159,3 +172,153 @@ def break_middle_mm(paper: PaperInk, strip: np.ndarray, u_start: float, step_mm:
     middles = np.array([0.5 * (a + b) for a, b in spans])
     best = int(np.argmin(np.abs(middles - expected)))
     return float(middles[best]) if abs(middles[best] - expected) <= BREAK_NEAR_MM else None
+
+
+# --- lead changes on breaks -------------------------------------------------------------------------------------
+LEAD_CHANGE_SEARCH_MM = 5.0  # a lead change's break is looked for this far either side of where the cells put it
+# (gaps between columns up to about 4 mm)
+LEAD_CHANGE_BAND_MM = 2.5  # ... in each row's ink within this of the level the row keeps there
+LEAD_CHANGE_MARK_MM = 1.0  # ink this narrow between blank paper, in every row alike, is a mark printed there
+LEAD_CHANGE_BREAK_MM = 0.5  # blank in every row this long (and LEAD_CHANGE_BREAK_PX photo pixels) is a break ...
+LEAD_CHANGE_BREAK_PX = 2.5
+LEAD_CHANGE_END_MM = 1.0  # ... when it starts this close to where the earlier column ends
+LEAD_CHANGE_GAP_MM = 1.2  # a break this long is paper between columns; a shorter one lies across the lead change (a
+# gap printed there, or a bar taken out of the ink)
+LEAD_CHANGE_PEN_MM = 0.12  # the pen's half width where it cannot be measured: a trace's ink starts this far before
+# its first sample
+LEAD_CHANGE_MOVE_MM = REFINE_MM  # a later column moves when its break says so by more than this (less: refined)
+PULSE_LOOK_MM = 8.0  # a pulse that opens a column shows its top within this of the column's first ink ...
+LEAD_CHANGE_PULSE_MM = 3.0  # ... at least this far above the row's level (alike in every row) ...
+PULSE_TOP_MIN_MM = 1.5  # ... for at least this long (0.06 s at 25 mm/s)
+
+
+def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], paper: PaperInk, paper_speed: float,
+                          pulse_mm: float, image_px_per_mm: float) -> tuple[list[LeadCell], list[float]]:
+    """The cells with each later column moved to where the page shows it starts: at a break in the ink that every row
+    of the column shows from where the earlier column's trace ends (within LEAD_CHANGE_END_MM of where the cells end
+    it; a bar or dotted line printed in it is skipped). After blank paper at least LEAD_CHANGE_GAP_MM long the column
+    starts where its ink does, plus the pen's half width (its round cap reaches that far before the first sample); a
+    shorter break lies across the lead change (a gap a printer leaves there, a bar taken out of the ink), which is
+    then its middle. The earlier column stays (its start is the placement's origin). Returns the cells and each lead change's move (mm, 0 where
+    none). A move within LEAD_CHANGE_MOVE_MM is not made, nor one onto a pulse opening the column (its trace starts
+    after the pulse, not where its ink does)."""
+    rows: dict[int, list[LeadCell]] = {}
+    for c in cells:
+        rows.setdefault(c.row, []).append(c)
+    rows = {r: sorted(cs, key=lambda c: c.col) for r, cs in rows.items()}
+    n_cols = max(len(cs) for cs in rows.values())
+    full = [r for r, cs in rows.items() if len(cs) == n_cols]
+    if n_cols < 2 or len(full) < 2:
+        return cells, []
+    pitch = max(1.0 / image_px_per_mm, 1.0 / paper.px_per_mm)
+    mark = int(LEAD_CHANGE_MARK_MM / pitch)
+    shortest = max(LEAD_CHANGE_BREAK_MM, LEAD_CHANGE_BREAK_PX / image_px_per_mm)
+    moves: list[float] = []
+    for k in range(1, n_cols):
+        if any(rows[r][k].pulse for r in full):
+            moves.append(0.0)
+            continue
+        at_prev, at_next = [], []
+        for r in full:
+            a, b = rows[r][k - 1], rows[r][k]
+            t = 0.5 * (a.t1 + b.t0)  # the lead change (cells placed from the page leave a little either side)
+            at_prev.append(a.x_mm + (pulse_mm if a.pulse else 0.0) + (t - a.t0) * paper_speed + offset[0])
+            at_next.append(b.x_mm + (t - b.t0) * paper_speed + offset[0])
+        x_prev, x_next = float(np.median(at_prev)), float(np.median(at_next))
+        expected = 0.5 * (x_prev + x_next)
+        lo = expected - LEAD_CHANGE_SEARCH_MM
+        n_bins = int(np.ceil(2 * LEAD_CHANGE_SEARCH_MM / pitch))
+        blank = np.ones(n_bins, bool)
+        levels, inks = [], []
+        for r in full:
+            base = rows[r][k].baseline_mm + offset[1]
+            near = (paper.u >= lo) & (paper.u < lo + n_bins * pitch) & (np.abs(paper.v - base) <= 0.5 * rows[r][k].h_mm)
+            if near.sum() < 4:
+                blank[:] = False
+                break
+            level = _trace_level(paper.v[near])
+            band = near & (np.abs(paper.v - level) <= LEAD_CHANGE_BAND_MM)
+            levels.append(level)
+            inks.append((paper.u[band], paper.v[band]))
+            blank[np.clip(((paper.u[band] - lo) / pitch).astype(np.int64), 0, n_bins - 1)] = False
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], blank.astype(np.int8), [0]])))
+        spans = [[s, e] for s, e in zip(edges[0::2], edges[1::2])]
+        joined: list[list[int]] = []
+        for s, e in spans:  # blank paper either side of a mark is one break
+            if joined and s - joined[-1][1] <= mark:
+                joined[-1][1] = e
+            else:
+                joined.append([s, e])
+        best = None
+        for s, e in joined:
+            # blank paper between ink on both sides, starting where the earlier column's trace ends
+            if s == 0 or e == n_bins or (e - s) * pitch < shortest:
+                continue
+            if abs(lo + s * pitch - x_prev) > LEAD_CHANGE_END_MM:
+                continue
+            # the ink's edges either side (pixel centres less half the paper raster's pixel), alike in every row
+            ink_pitch = 1.0 / paper.px_per_mm
+            before = float(np.median([u[u < lo + s * pitch].max() for u, _ in inks if (u < lo + s * pitch).any()]))
+            after = float(np.median([u[u >= lo + e * pitch].min() for u, _ in inks if (u >= lo + e * pitch).any()]))
+            before, after = before + 0.5 * ink_pitch, after - 0.5 * ink_pitch
+            if (e - s) * pitch >= LEAD_CHANGE_GAP_MM:
+                widths = [pen_half_width(u[body], v[body], ink_pitch, image_px_per_mm)
+                          for u, v in inks for body in [(u >= after + ROW_END_CAP_MM) & (u < after + ROW_END_CAP_MM
+                                                                                       + ROW_END_SPAN_MM)]]
+                widths = [w for w in widths if w is not None]
+                start = after + (float(np.median(widths)) if widths else LEAD_CHANGE_PEN_MM)
+            else:
+                start = 0.5 * (before + after)
+            if best is None or abs(start - x_next) < abs(best - x_next):
+                best = start
+        move = 0.0
+        if (best is not None and abs(best - x_next) > LEAD_CHANGE_MOVE_MM
+                and not _pulse_opens(paper, [rows[r][k] for r in full], offset, best, levels)):
+            move = best - x_next
+        moves.append(round(move, 3))
+        if move:
+            for r, cs in rows.items():
+                rows[r] = [replace(c, x_mm=c.x_mm + move) if c.col >= k else c for c in cs]
+    if not any(moves):
+        return cells, moves
+    by_place = {(c.row, c.col): c for cs in rows.values() for c in cs}
+    return [by_place[(c.row, c.col)] for c in cells], moves
+
+
+
+def _pulse_opens(paper: PaperInk, cells: list[LeadCell], offset: tuple[float, float], start: float,
+                 levels: list[float]) -> bool:
+    """Whether a pulse opens the column at ``start`` in every row of it (``cells``, one per row, whose traces keep
+    ``levels`` around the lead change): within the first PULSE_LOOK_MM after it, the ink's top keeps one level at
+    least LEAD_CHANGE_PULSE_MM above the row's for at least PULSE_TOP_MIN_MM, the same height in every row. Its
+    trace starts after the pulse, not where its ink does."""
+    heights = []
+    for cell, level in zip(cells, levels):
+        base = cell.baseline_mm + offset[1]
+        near = ((paper.u >= start - 0.5) & (paper.u < start + PULSE_LOOK_MM) & (paper.v >= base - 0.6 * cell.h_mm)
+                & (paper.v <= base + 0.4 * cell.h_mm))
+        if near.sum() < 4:
+            return False
+        u, v = paper.u[near], paper.v[near]
+        bins = ((u - start + 0.5) / 0.25).astype(np.int64)
+        top = np.full(int(bins.max()) + 1, np.inf)
+        np.minimum.at(top, bins, v)
+        high = np.isfinite(top) & (top <= level - LEAD_CHANGE_PULSE_MM)
+        if not high.any():
+            return False
+        h = float(np.median(top[high]))
+        flat = high & (np.abs(top - h) <= 0.4)
+        if flat.sum() * 0.25 < PULSE_TOP_MIN_MM:
+            return False
+        heights.append(level - h)
+    return bool(np.ptp(heights) <= 1.0)
+
+
+def _trace_level(v: np.ndarray, bin_mm: float = 0.5) -> float:
+    """The level (paper mm) a row's trace keeps most over a stretch of its ink ``v``: the fullest of 0.5 mm bins
+    (smoothed over three); a flat trace holds many pixels at one level, the strokes of a pulse, a QRS or a mark
+    few at each."""
+    lo = float(v.min())
+    counts = np.bincount(((v - lo) / bin_mm).astype(np.int64))
+    smooth = np.convolve(counts, np.ones(3), "same")
+    return lo + (float(np.argmax(smooth)) + 0.5) * bin_mm
