@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -12,6 +14,7 @@ from ecgcore.read.refine import (
     SEGMENTATION_WIDENING_PX,
     break_middle_mm,
     cells_on_lead_changes,
+    page_lead_change,
     trace_end_mm,
 )
 
@@ -119,3 +122,21 @@ def test_columns_stay_where_no_break_or_a_pulse_shows_the_lead_change():
     # a pulse after the break opens the column: its trace starts after it, not where the ink does
     paper, cells = _two_columns(2.5, pulse=True)
     assert not any(cells_on_lead_changes(cells, (0.0, 0.0), paper, 25.0, 9.0, PPM)[1])
+
+
+def test_a_page_placements_first_columns_meet_the_blank_paper_at_their_lead_change():
+    """A page placement's search may trade the origin against the gap (the physics sees neither): the blank paper
+    at the first lead change says where the first column ends and the second starts; where one of them meets it,
+    the other is moved onto it."""
+    paper, cells = _two_columns(2.5)
+    late = [replace(c, x_mm=c.x_mm + (2.0 if c.col == 0 else 2.5)) for c in cells]  # first 2 mm late, second right
+    origin, gap = page_lead_change(late, paper, 25.0, PPM, 0.0)
+    assert abs(origin + 2.0) <= 0.15 and abs(gap - 2.0) <= 0.15, (origin, gap)
+    early = [replace(c, x_mm=c.x_mm + (0.0 if c.col == 0 else 0.5)) for c in cells]  # second 2 mm early, first right
+    origin, gap = page_lead_change(early, paper, 25.0, PPM, 0.0)
+    assert origin == 0.0 and abs(gap - 2.0) <= 0.15, (origin, gap)
+    # placed right: nothing moves; both off: neither says where the other goes, nothing moves
+    right = [replace(c, x_mm=c.x_mm + (0.0 if c.col == 0 else 2.5)) for c in cells]
+    assert page_lead_change(right, paper, 25.0, PPM, 0.0) == (0.0, 0.0)
+    both_off = [replace(c, x_mm=c.x_mm + (2.0 if c.col == 0 else 4.0)) for c in cells]  # second 1.5 mm late
+    assert page_lead_change(both_off, paper, 25.0, PPM, 0.0) == (0.0, 0.0)

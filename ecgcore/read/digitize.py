@@ -106,7 +106,7 @@ from ecgcore.read.placement import (
     table_gap_mm,
     unread_row_starts,
 )
-from ecgcore.read.refine import RowPlan, cells_on_lead_changes, refine_placement
+from ecgcore.read.refine import RowPlan, cells_on_lead_changes, page_lead_change, refine_placement
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     PULSE_OTHER_SHAPE,
@@ -476,9 +476,9 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     heights = []
     row_n = int(round((sum(row_cells_s) * paper_speed + (len(row_cells_s) - 1) * gap) / SEARCH_STEP_MM))
     start = int(round((x0 - u_start) / SEARCH_STEP_MM))
-    span = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
+    look = int(round(PULSE_SEARCH_MM / SEARCH_STEP_MM))
     for r in law_rows:
-        for lo, hi, trace_side in ((start - span, start, "right"), (start + row_n - span, start + row_n + span, "left")):
+        for lo, hi, trace_side in ((start - look, start, "right"), (start + row_n - look, start + row_n + look, "left")):
             height = _pulse_height_mm(strips[r, max(lo, 0): max(hi, 0)], trace_side, baselines[r])
             if height is not None and standard_gain(height / CALIBRATION_MV) is not None:
                 heights.append(height)  # a pulse of a standard gain (a 1 mm step in a T wave is no pulse)
@@ -496,8 +496,27 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
             again.quality["placement_refined_mm"] = {"origin": round(at_x0 - x0, 3), "gap": round(at_gap - gap, 3)}
         return again
 
+    searched = read_at(x0, gap)
+    # The search trades the origin against the gap (the physics sees neither): blank paper at the first lead change
+    # that one of the first two columns meets moves the other onto it (ecgcore.read.refine.page_lead_change). Kept
+    # where the physics holds as well.
+    move = (0.0, 0.0)
+    if span is None and PULSE_EACH_COLUMN not in layout_flags:
+        move = page_lead_change(place_cells(lay, fine_x0, baselines, paper_speed, fine_gap), paper, paper_speed,
+                                fit.px_per_mm, paper_speed / dig.fs)
+        move = move if fine_gap + move[1] >= 0.0 else (0.0, 0.0)
+    if any(move):
+        def moved() -> DigitizedEcg:
+            again = read_at(fine_x0 + move[0], fine_gap + move[1])
+            before = consistency_score(searched.signal, searched.fs)
+            if consistency_score(again.signal, again.fs) >= before - PLACEMENT_MARGIN_DB:
+                again.quality["lead_change_moves_mm"] = {"origin": round(move[0], 3), "gap": round(move[1], 3)}
+                return again
+            return read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
+
+        return _PageReading(searched, found.unread_mm, moved)
     refined = None if (fine_x0, fine_gap) == (x0, gap) else functools.partial(read_at, fine_x0, fine_gap)
-    return _PageReading(read_at(x0, gap), found.unread_mm, refined)
+    return _PageReading(searched, found.unread_mm, refined)
 
 
 @dataclass

@@ -16,9 +16,12 @@ Each measure is a line in (origin, gap): ``y = x0 + a + b * gap``. Those within 
 are solved for both (when column breaks and row ends give two different ``b``) or for the origin alone; the
 result moves each by at most MAX_MOVE_MM.
 
-A layout table's placement (anchored on found pulses, no search) assumes the table's columns: where the page shows
-blank paper between two columns, starting where the earlier one's trace ends, :func:`cells_on_lead_changes` moves
-the later columns onto where their ink starts (a 6x2 printer that leaves 1.4-2.6 mm between its columns).
+Blank paper that every row shows at a lead change also places columns beyond that reach. A layout table's
+placement (anchored on found pulses, no search) assumes the table's columns: where the blank starts where the
+earlier column's trace ends, :func:`cells_on_lead_changes` moves the later columns onto where their ink starts (a
+6x2 printer that leaves 1.4-2.6 mm between its columns). A page placement's search may trade its origin against
+the gap by a whole gap: where one of the first two columns meets the blank, :func:`page_lead_change` moves the
+other onto it.
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ def break_middle_mm(paper: PaperInk, strip: np.ndarray, u_start: float, step_mm:
 LEAD_CHANGE_SEARCH_MM = 5.0  # a lead change's break is looked for this far either side of where the cells put it
 # (gaps between columns up to about 4 mm)
 LEAD_CHANGE_BAND_MM = 2.5  # ... in each row's ink within this of the level the row keeps there
-LEAD_CHANGE_MARK_MM = 1.0  # ink this narrow between blank paper, in every row alike, is a mark printed there
+LEAD_CHANGE_MARK_MM = 1.5  # ink this narrow between blank paper, in every row alike, is a mark printed there
 LEAD_CHANGE_BREAK_MM = 0.5  # blank in every row this long (and LEAD_CHANGE_BREAK_PX photo pixels) is a break ...
 LEAD_CHANGE_BREAK_PX = 2.5
 LEAD_CHANGE_END_MM = 1.0  # ... when it starts this close to where the earlier column ends
@@ -187,9 +190,101 @@ LEAD_CHANGE_GAP_MM = 1.2  # a break this long is paper between columns; a shorte
 LEAD_CHANGE_PEN_MM = 0.12  # the pen's half width where it cannot be measured: a trace's ink starts this far before
 # its first sample
 LEAD_CHANGE_MOVE_MM = REFINE_MM  # a later column moves when its break says so by more than this (less: refined)
+LEAD_CHANGE_KEEP_MM = 0.5  # a column this close to where its break says it starts is in place
 PULSE_LOOK_MM = 8.0  # a pulse that opens a column shows its top within this of the column's first ink ...
 LEAD_CHANGE_PULSE_MM = 3.0  # ... at least this far above the row's level (alike in every row) ...
 PULSE_TOP_MIN_MM = 1.5  # ... for at least this long (0.06 s at 25 mm/s)
+
+
+@dataclass(frozen=True)
+class _Break:
+    """Blank paper (a mark printed in it skipped) that every row of a column shows at a lead change."""
+
+    blank_from: float  # where the blank starts on the search raster (mm)
+    before: float  # where the earlier column's ink ends (its last pixel's edge, mm)
+    after: float  # where the later column's ink starts
+    long: bool  # LEAD_CHANGE_GAP_MM or more: paper between columns, not a break across the lead change
+
+
+@dataclass(frozen=True)
+class _Boundary:
+    """A lead change of a row layout as cells place it: where the earlier column's and the later one's cells put
+    the lead change's time (mm), the later column's cell of each row, and what the rows' ink shows around it."""
+
+    x_prev: float
+    x_next: float
+    cells: list[LeadCell]
+    breaks: list[_Break]
+    levels: list[float]  # the level each row's trace keeps there (mm)
+    inks: list[tuple[np.ndarray, np.ndarray]]  # each row's ink within LEAD_CHANGE_BAND_MM of it (u, v)
+
+
+def _boundaries(rows: dict[int, list[LeadCell]], full: list[int], k: int, offset: tuple[float, float],
+                paper: PaperInk, paper_speed: float, pulse_mm: float, image_px_per_mm: float) -> _Boundary:
+    """The lead change between columns k - 1 and k of the rows ``full`` (each row's cells by column)."""
+    pitch = max(1.0 / image_px_per_mm, 1.0 / paper.px_per_mm)
+    mark = int(LEAD_CHANGE_MARK_MM / pitch)
+    shortest = max(LEAD_CHANGE_BREAK_MM, LEAD_CHANGE_BREAK_PX / image_px_per_mm)
+    at_prev, at_next = [], []
+    for r in full:
+        a, b = rows[r][k - 1], rows[r][k]
+        t = 0.5 * (a.t1 + b.t0)  # the lead change (cells placed from the page leave a little either side)
+        at_prev.append(a.x_mm + (pulse_mm if a.pulse else 0.0) + (t - a.t0) * paper_speed + offset[0])
+        at_next.append(b.x_mm + (t - b.t0) * paper_speed + offset[0])
+    x_prev, x_next = float(np.median(at_prev)), float(np.median(at_next))
+    cells = [rows[r][k] for r in full]
+    lo = 0.5 * (x_prev + x_next) - LEAD_CHANGE_SEARCH_MM
+    n_bins = int(np.ceil(2 * LEAD_CHANGE_SEARCH_MM / pitch))
+    blank = np.ones(n_bins, bool)
+    levels: list[float] = []
+    inks: list[tuple[np.ndarray, np.ndarray]] = []
+    for cell in cells:
+        base = cell.baseline_mm + offset[1]
+        near = (paper.u >= lo) & (paper.u < lo + n_bins * pitch) & (np.abs(paper.v - base) <= 0.5 * cell.h_mm)
+        if near.sum() < 4:
+            return _Boundary(x_prev, x_next, cells, [], levels, inks)
+        level = _trace_level(paper.v[near])
+        band = near & (np.abs(paper.v - level) <= LEAD_CHANGE_BAND_MM)
+        levels.append(level)
+        inks.append((paper.u[band], paper.v[band]))
+        blank[np.clip(((paper.u[band] - lo) / pitch).astype(np.int64), 0, n_bins - 1)] = False
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], blank.astype(np.int8), [0]])))
+    joined: list[list[int]] = []
+    for s, e in zip(edges[0::2], edges[1::2]):  # blank paper either side of a mark is one break
+        if joined and s - joined[-1][1] <= mark:
+            joined[-1][1] = e
+        else:
+            joined.append([s, e])
+    ink_pitch = 1.0 / paper.px_per_mm
+    breaks = []
+    for s, e in joined:
+        if s == 0 or e == n_bins or (e - s) * pitch < shortest:
+            continue  # a break lies between ink on both sides
+        # the ink's edges either side (pixel centres and half the paper raster's pixel), alike in every row
+        before = float(np.median([u[u < lo + s * pitch].max() for u, _ in inks if (u < lo + s * pitch).any()]))
+        after = float(np.median([u[u >= lo + e * pitch].min() for u, _ in inks if (u >= lo + e * pitch).any()]))
+        breaks.append(_Break(lo + s * pitch, before + 0.5 * ink_pitch, after - 0.5 * ink_pitch,
+                             (e - s) * pitch >= LEAD_CHANGE_GAP_MM))
+    return _Boundary(x_prev, x_next, cells, breaks, levels, inks)
+
+
+def _pen_near(boundary: _Boundary, lo: float, hi: float, paper: PaperInk, image_px_per_mm: float) -> float:
+    """The pen's half width (mm) measured on the rows' ink between ``lo`` and ``hi`` (their median; where it cannot
+    be measured, LEAD_CHANGE_PEN_MM)."""
+    widths = [pen_half_width(u[(u >= lo) & (u < hi)], v[(u >= lo) & (u < hi)], 1.0 / paper.px_per_mm,
+                             image_px_per_mm) for u, v in boundary.inks]
+    widths = [w for w in widths if w is not None]
+    return float(np.median(widths)) if widths else LEAD_CHANGE_PEN_MM
+
+
+def _row_cells(cells: list[LeadCell]) -> tuple[dict[int, list[LeadCell]], list[int], int]:
+    """The cells of each row by column, the rows that have the most columns, and how many that is."""
+    rows: dict[int, list[LeadCell]] = {}
+    for c in cells:
+        rows.setdefault(c.row, []).append(c)
+    rows = {r: sorted(cs, key=lambda c: c.col) for r, cs in rows.items()}
+    n_cols = max(len(cs) for cs in rows.values())
+    return rows, [r for r, cs in rows.items() if len(cs) == n_cols], n_cols
 
 
 def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], paper: PaperInk, paper_speed: float,
@@ -199,82 +294,34 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
     it; a bar or dotted line printed in it is skipped). After blank paper at least LEAD_CHANGE_GAP_MM long the column
     starts where its ink does, plus the pen's half width (its round cap reaches that far before the first sample); a
     shorter break lies across the lead change (a gap a printer leaves there, a bar taken out of the ink), which is
-    then its middle. The earlier column stays (its start is the placement's origin). Returns the cells and each lead change's move (mm, 0 where
-    none). A move within LEAD_CHANGE_MOVE_MM is not made, nor one onto a pulse opening the column (its trace starts
-    after the pulse, not where its ink does)."""
-    rows: dict[int, list[LeadCell]] = {}
-    for c in cells:
-        rows.setdefault(c.row, []).append(c)
-    rows = {r: sorted(cs, key=lambda c: c.col) for r, cs in rows.items()}
-    n_cols = max(len(cs) for cs in rows.values())
-    full = [r for r, cs in rows.items() if len(cs) == n_cols]
+    then its middle. The earlier column stays (its start is the placement's origin). Returns the cells and each lead
+    change's move (mm, 0 where none). A move within LEAD_CHANGE_MOVE_MM is not made, nor one onto a pulse opening
+    the column (its trace starts after the pulse, not where its ink does)."""
+    rows, full, n_cols = _row_cells(cells)
     if n_cols < 2 or len(full) < 2:
         return cells, []
-    pitch = max(1.0 / image_px_per_mm, 1.0 / paper.px_per_mm)
-    mark = int(LEAD_CHANGE_MARK_MM / pitch)
-    shortest = max(LEAD_CHANGE_BREAK_MM, LEAD_CHANGE_BREAK_PX / image_px_per_mm)
     moves: list[float] = []
     for k in range(1, n_cols):
         if any(rows[r][k].pulse for r in full):
             moves.append(0.0)
             continue
-        at_prev, at_next = [], []
-        for r in full:
-            a, b = rows[r][k - 1], rows[r][k]
-            t = 0.5 * (a.t1 + b.t0)  # the lead change (cells placed from the page leave a little either side)
-            at_prev.append(a.x_mm + (pulse_mm if a.pulse else 0.0) + (t - a.t0) * paper_speed + offset[0])
-            at_next.append(b.x_mm + (t - b.t0) * paper_speed + offset[0])
-        x_prev, x_next = float(np.median(at_prev)), float(np.median(at_next))
-        expected = 0.5 * (x_prev + x_next)
-        lo = expected - LEAD_CHANGE_SEARCH_MM
-        n_bins = int(np.ceil(2 * LEAD_CHANGE_SEARCH_MM / pitch))
-        blank = np.ones(n_bins, bool)
-        levels, inks = [], []
-        for r in full:
-            base = rows[r][k].baseline_mm + offset[1]
-            near = (paper.u >= lo) & (paper.u < lo + n_bins * pitch) & (np.abs(paper.v - base) <= 0.5 * rows[r][k].h_mm)
-            if near.sum() < 4:
-                blank[:] = False
-                break
-            level = _trace_level(paper.v[near])
-            band = near & (np.abs(paper.v - level) <= LEAD_CHANGE_BAND_MM)
-            levels.append(level)
-            inks.append((paper.u[band], paper.v[band]))
-            blank[np.clip(((paper.u[band] - lo) / pitch).astype(np.int64), 0, n_bins - 1)] = False
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], blank.astype(np.int8), [0]])))
-        spans = [[s, e] for s, e in zip(edges[0::2], edges[1::2])]
-        joined: list[list[int]] = []
-        for s, e in spans:  # blank paper either side of a mark is one break
-            if joined and s - joined[-1][1] <= mark:
-                joined[-1][1] = e
-            else:
-                joined.append([s, e])
+        at = _boundaries(rows, full, k, offset, paper, paper_speed, pulse_mm, image_px_per_mm)
         best = None
-        for s, e in joined:
-            # blank paper between ink on both sides, starting where the earlier column's trace ends
-            if s == 0 or e == n_bins or (e - s) * pitch < shortest:
-                continue
-            if abs(lo + s * pitch - x_prev) > LEAD_CHANGE_END_MM:
-                continue
-            # the ink's edges either side (pixel centres less half the paper raster's pixel), alike in every row
-            ink_pitch = 1.0 / paper.px_per_mm
-            before = float(np.median([u[u < lo + s * pitch].max() for u, _ in inks if (u < lo + s * pitch).any()]))
-            after = float(np.median([u[u >= lo + e * pitch].min() for u, _ in inks if (u >= lo + e * pitch).any()]))
-            before, after = before + 0.5 * ink_pitch, after - 0.5 * ink_pitch
-            if (e - s) * pitch >= LEAD_CHANGE_GAP_MM:
-                widths = [pen_half_width(u[body], v[body], ink_pitch, image_px_per_mm)
-                          for u, v in inks for body in [(u >= after + ROW_END_CAP_MM) & (u < after + ROW_END_CAP_MM
-                                                                                       + ROW_END_SPAN_MM)]]
-                widths = [w for w in widths if w is not None]
-                start = after + (float(np.median(widths)) if widths else LEAD_CHANGE_PEN_MM)
+        for brk in at.breaks:
+            if abs(brk.blank_from - at.x_prev) > LEAD_CHANGE_END_MM:
+                continue  # it starts where the earlier column's trace ends
+            if brk.long:
+                start = brk.after + _pen_near(at, brk.after + ROW_END_CAP_MM, brk.after + ROW_END_CAP_MM
+                                              + ROW_END_SPAN_MM, paper, image_px_per_mm)
             else:
-                start = 0.5 * (before + after)
-            if best is None or abs(start - x_next) < abs(best - x_next):
+                start = 0.5 * (brk.before + brk.after)
+            if _pulse_opens(paper, at.cells, offset, brk, start, at.levels):
+                continue
+            if best is None or abs(start - at.x_next) < abs(best - at.x_next):
                 best = start
         move = 0.0
-        if (best is not None and abs(best - x_next) > LEAD_CHANGE_MOVE_MM
-                and not _pulse_opens(paper, [rows[r][k] for r in full], offset, best, levels)):
-            move = best - x_next
+        if best is not None and abs(best - at.x_next) > LEAD_CHANGE_MOVE_MM:
+            move = best - at.x_next
         moves.append(round(move, 3))
         if move:
             for r, cs in rows.items():
@@ -285,22 +332,54 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
     return [by_place[(c.row, c.col)] for c in cells], moves
 
 
+def page_lead_change(cells: list[LeadCell], paper: PaperInk, paper_speed: float, image_px_per_mm: float,
+                     sample_mm: float) -> tuple[float, float]:
+    """How far (mm) a page placement's origin and gap between columns move so that its first two columns meet the
+    blank paper (LEAD_CHANGE_GAP_MM or more, in every row) at their lead change, where one of them already does:
+    the second column's cells within LEAD_CHANGE_KEEP_MM of where its ink starts (plus the pen's half width) and the
+    first column's trace ending (its last sample, ``sample_mm`` before the lead change, plus the pen's half width)
+    more than LEAD_CHANGE_MOVE_MM from where its cells end it: the origin moves there and the gap on by as much; or
+    the first column in place and the second more than LEAD_CHANGE_MOVE_MM off: the gap moves. (0, 0) where
+    neither. The search that placed them trades the origin against the gap (the physics sees neither): it takes
+    the latest origin it can, and counts a gap holding ink (labels, marks) as unread."""
+    rows, full, n_cols = _row_cells(cells)
+    if n_cols < 2 or len(full) < 2 or any(rows[r][1].pulse for r in full):
+        return 0.0, 0.0
+    at = _boundaries(rows, full, 1, (0.0, 0.0), paper, paper_speed, 0.0, image_px_per_mm)
+    for brk in at.breaks:
+        if not brk.long:
+            continue
+        start = brk.after + _pen_near(at, brk.after + ROW_END_CAP_MM, brk.after + ROW_END_CAP_MM + ROW_END_SPAN_MM,
+                                      paper, image_px_per_mm)
+        end = brk.before - _pen_near(at, brk.before - ROW_END_CAP_MM - ROW_END_SPAN_MM, brk.before - ROW_END_CAP_MM,
+                                     paper, image_px_per_mm) + sample_mm
+        if _pulse_opens(paper, at.cells, (0.0, 0.0), brk, start, at.levels):
+            continue
+        off_end, off_start = end - at.x_prev, start - at.x_next
+        if abs(off_start) <= LEAD_CHANGE_KEEP_MM and abs(off_end) > LEAD_CHANGE_MOVE_MM:
+            return off_end, -off_end
+        if abs(off_end) <= LEAD_CHANGE_KEEP_MM and abs(off_start) > LEAD_CHANGE_MOVE_MM:
+            return 0.0, off_start
+    return 0.0, 0.0
 
-def _pulse_opens(paper: PaperInk, cells: list[LeadCell], offset: tuple[float, float], start: float,
+
+def _pulse_opens(paper: PaperInk, cells: list[LeadCell], offset: tuple[float, float], brk: _Break, start: float,
                  levels: list[float]) -> bool:
-    """Whether a pulse opens the column at ``start`` in every row of it (``cells``, one per row, whose traces keep
-    ``levels`` around the lead change): within the first PULSE_LOOK_MM after it, the ink's top keeps one level at
-    least LEAD_CHANGE_PULSE_MM above the row's for at least PULSE_TOP_MIN_MM, the same height in every row. Its
-    trace starts after the pulse, not where its ink does."""
+    """Whether a pulse opens the column in every row of it (``cells``, one per row, whose traces keep ``levels``
+    around the lead change): from where the break ``brk`` starts to PULSE_LOOK_MM after ``start`` (where the column
+    would start), the ink's top keeps one level at least LEAD_CHANGE_PULSE_MM above the row's for at least
+    PULSE_TOP_MIN_MM, the same height in every row. Its trace starts after the pulse, not where its ink does (and
+    a pulse's top, above the rows' levels, leaves blank paper at them)."""
     heights = []
+    lo = brk.blank_from - 0.5
     for cell, level in zip(cells, levels):
         base = cell.baseline_mm + offset[1]
-        near = ((paper.u >= start - 0.5) & (paper.u < start + PULSE_LOOK_MM) & (paper.v >= base - 0.6 * cell.h_mm)
+        near = ((paper.u >= lo) & (paper.u < start + PULSE_LOOK_MM) & (paper.v >= base - 0.6 * cell.h_mm)
                 & (paper.v <= base + 0.4 * cell.h_mm))
         if near.sum() < 4:
             return False
         u, v = paper.u[near], paper.v[near]
-        bins = ((u - start + 0.5) / 0.25).astype(np.int64)
+        bins = ((u - lo) / 0.25).astype(np.int64)
         top = np.full(int(bins.max()) + 1, np.inf)
         np.minimum.at(top, bins, v)
         high = np.isfinite(top) & (top <= level - LEAD_CHANGE_PULSE_MM)
