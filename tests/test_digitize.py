@@ -697,7 +697,7 @@ def test_a_gap_holding_marks_and_labels_is_placed_on_its_blank_paper(synthetic):
             mask[y0:y1, x0:x1][gray[y0:y1, x0:x1] < 100] = CURVE
     dig = digitize(mask)
     assert dig.layout == "6x2" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
-    assert dig.quality["lead_change_moves_mm"]["gap"] > 1.0, dig.quality["lead_change_moves_mm"]
+    assert dig.quality["lead_change_placement_mm"]["gap"] > 1.0, dig.quality["lead_change_placement_mm"]
     snr = _snr(synthetic, dig)
     assert np.nanmin(snr[6:]) > 10, np.round(snr, 1)
 

@@ -510,7 +510,8 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
             again = read_at(fine_x0 + move[0], fine_gap + move[1])
             before = consistency_score(searched.signal, searched.fs)
             if consistency_score(again.signal, again.fs) >= before - PLACEMENT_MARGIN_DB:
-                again.quality["lead_change_moves_mm"] = {"origin": round(move[0], 3), "gap": round(move[1], 3)}
+                again.quality["lead_change_placement_mm"] = {"origin": round(float(move[0]), 3),
+                                                             "gap": round(float(move[1]), 3)}
                 return again
             return read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
 

@@ -219,7 +219,7 @@ class _Boundary:
     inks: list[tuple[np.ndarray, np.ndarray]]  # each row's ink within LEAD_CHANGE_BAND_MM of it (u, v)
 
 
-def _boundaries(rows: dict[int, list[LeadCell]], full: list[int], k: int, offset: tuple[float, float],
+def _boundary(rows: dict[int, list[LeadCell]], full: list[int], k: int, offset: tuple[float, float],
                 paper: PaperInk, paper_speed: float, pulse_mm: float, image_px_per_mm: float) -> _Boundary:
     """The lead change between columns k - 1 and k of the rows ``full`` (each row's cells by column)."""
     pitch = max(1.0 / image_px_per_mm, 1.0 / paper.px_per_mm)
@@ -295,8 +295,8 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
     starts where its ink does, plus the pen's half width (its round cap reaches that far before the first sample); a
     shorter break lies across the lead change (a gap a printer leaves there, a bar taken out of the ink), which is
     then its middle. The earlier column stays (its start is the placement's origin). Returns the cells and each lead
-    change's move (mm, 0 where none). A move within LEAD_CHANGE_MOVE_MM is not made, nor one onto a pulse opening
-    the column (its trace starts after the pulse, not where its ink does)."""
+    change's move (mm, 0 where none). A move within LEAD_CHANGE_MOVE_MM is not made, nor one past a pulse in or
+    after the break (the column's trace starts after the pulse, not where its ink does)."""
     rows, full, n_cols = _row_cells(cells)
     if n_cols < 2 or len(full) < 2:
         return cells, []
@@ -305,7 +305,7 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
         if any(rows[r][k].pulse for r in full):
             moves.append(0.0)
             continue
-        at = _boundaries(rows, full, k, offset, paper, paper_speed, pulse_mm, image_px_per_mm)
+        at = _boundary(rows, full, k, offset, paper, paper_speed, pulse_mm, image_px_per_mm)
         best = None
         for brk in at.breaks:
             if abs(brk.blank_from - at.x_prev) > LEAD_CHANGE_END_MM:
@@ -322,7 +322,7 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
         move = 0.0
         if best is not None and abs(best - at.x_next) > LEAD_CHANGE_MOVE_MM:
             move = best - at.x_next
-        moves.append(round(move, 3))
+        moves.append(round(float(move), 3))
         if move:
             for r, cs in rows.items():
                 rows[r] = [replace(c, x_mm=c.x_mm + move) if c.col >= k else c for c in cs]
@@ -345,7 +345,7 @@ def page_lead_change(cells: list[LeadCell], paper: PaperInk, paper_speed: float,
     rows, full, n_cols = _row_cells(cells)
     if n_cols < 2 or len(full) < 2 or any(rows[r][1].pulse for r in full):
         return 0.0, 0.0
-    at = _boundaries(rows, full, 1, (0.0, 0.0), paper, paper_speed, 0.0, image_px_per_mm)
+    at = _boundary(rows, full, 1, (0.0, 0.0), paper, paper_speed, 0.0, image_px_per_mm)
     for brk in at.breaks:
         if not brk.long:
             continue
