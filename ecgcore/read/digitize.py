@@ -40,7 +40,6 @@ The steps, each in paper millimetres once the grid is known:
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import tempfile
@@ -497,27 +496,24 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         return again
 
     searched = read_at(x0, gap)
-    # The search trades the origin against the gap (the physics sees neither): blank paper at the first lead change
-    # that one of the first two columns meets moves the other onto it (ecgcore.read.refine.page_lead_change). Kept
-    # where the physics holds as well.
-    move = (0.0, 0.0)
-    if span is None and PULSE_EACH_COLUMN not in layout_flags:
-        move = page_lead_change(place_cells(lay, fine_x0, baselines, paper_speed, fine_gap), paper, paper_speed,
-                                fit.px_per_mm, paper_speed / dig.fs)
-        move = move if fine_gap + move[1] >= 0.0 else (0.0, 0.0)
-    if any(move):
-        def moved() -> DigitizedEcg:
+
+    def final() -> DigitizedEcg:
+        """The chosen placement read at the refined origin and gap. The search trades the origin against the gap (the
+        physics sees neither): blank paper at the first lead change that one of the first two columns meets moves
+        the other onto it (ecgcore.read.refine.page_lead_change), kept where the physics holds as well."""
+        move = (0.0, 0.0)
+        if span is None and PULSE_EACH_COLUMN not in layout_flags:
+            move = page_lead_change(place_cells(lay, fine_x0, baselines, paper_speed, fine_gap), paper, paper_speed,
+                                    fit.px_per_mm, paper_speed / dig.fs)
+        if any(move) and fine_gap + move[1] >= 0.0:
             again = read_at(fine_x0 + move[0], fine_gap + move[1])
-            before = consistency_score(searched.signal, searched.fs)
-            if consistency_score(again.signal, again.fs) >= before - PLACEMENT_MARGIN_DB:
+            if consistency_score(again.signal, again.fs) >= consistency_score(searched.signal, searched.fs) - PLACEMENT_MARGIN_DB:
                 again.quality["lead_change_placement_mm"] = {"origin": round(float(move[0]), 3),
                                                              "gap": round(float(move[1]), 3)}
                 return again
-            return read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
+        return read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
 
-        return _PageReading(searched, found.unread_mm, moved)
-    refined = None if (fine_x0, fine_gap) == (x0, gap) else functools.partial(read_at, fine_x0, fine_gap)
-    return _PageReading(searched, found.unread_mm, refined)
+    return _PageReading(searched, found.unread_mm, final)
 
 
 @dataclass
@@ -525,7 +521,8 @@ class _PageReading:
     """A page placement's reading on the search's steps (what its physics is compared by: at 100 Hz a QRS read
     a few ms off scores the laws 1-3 dB apart, noise that must not decide between placements), how much of its
     limb-lead rows it leaves unread (mm), and how to read it at the placement refined from the rows' ends and
-    breaks (ecgcore.read.refine; None when that is the same), the reading to keep once it is chosen."""
+    breaks and its lead changes (ecgcore.read.refine; None: the reading itself), the reading to keep once it is
+    chosen: the refinement's measures are taken for the chosen placement only."""
 
     reading: DigitizedEcg
     unread_mm: float

@@ -277,6 +277,13 @@ def _pen_near(boundary: _Boundary, lo: float, hi: float, paper: PaperInk, image_
     return float(np.median(widths)) if widths else LEAD_CHANGE_PEN_MM
 
 
+def _column_start(boundary: _Boundary, brk: _Break, paper: PaperInk, image_px_per_mm: float) -> float:
+    """Where the later column's first sample lies after blank paper ``brk``: where its ink starts, plus the pen's half
+    width measured on it (past the round cap, over ROW_END_SPAN_MM)."""
+    lo = brk.after + ROW_END_CAP_MM
+    return brk.after + _pen_near(boundary, lo, lo + ROW_END_SPAN_MM, paper, image_px_per_mm)
+
+
 def _row_cells(cells: list[LeadCell]) -> tuple[dict[int, list[LeadCell]], list[int], int]:
     """The cells of each row by column, the rows that have the most columns, and how many that is."""
     rows: dict[int, list[LeadCell]] = {}
@@ -310,11 +317,7 @@ def cells_on_lead_changes(cells: list[LeadCell], offset: tuple[float, float], pa
         for brk in at.breaks:
             if abs(brk.blank_from - at.x_prev) > LEAD_CHANGE_END_MM:
                 continue  # it starts where the earlier column's trace ends
-            if brk.long:
-                start = brk.after + _pen_near(at, brk.after + ROW_END_CAP_MM, brk.after + ROW_END_CAP_MM
-                                              + ROW_END_SPAN_MM, paper, image_px_per_mm)
-            else:
-                start = 0.5 * (brk.before + brk.after)
+            start = _column_start(at, brk, paper, image_px_per_mm) if brk.long else 0.5 * (brk.before + brk.after)
             if _pulse_opens(paper, at.cells, offset, brk, start, at.levels):
                 continue
             if best is None or abs(start - at.x_next) < abs(best - at.x_next):
@@ -349,8 +352,7 @@ def page_lead_change(cells: list[LeadCell], paper: PaperInk, paper_speed: float,
     for brk in at.breaks:
         if not brk.long:
             continue
-        start = brk.after + _pen_near(at, brk.after + ROW_END_CAP_MM, brk.after + ROW_END_CAP_MM + ROW_END_SPAN_MM,
-                                      paper, image_px_per_mm)
+        start = _column_start(at, brk, paper, image_px_per_mm)
         end = brk.before - _pen_near(at, brk.before - ROW_END_CAP_MM - ROW_END_SPAN_MM, brk.before - ROW_END_CAP_MM,
                                      paper, image_px_per_mm) + sample_mm
         if _pulse_opens(paper, at.cells, (0.0, 0.0), brk, start, at.levels):
