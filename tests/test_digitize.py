@@ -326,6 +326,29 @@ def test_a_pulse_before_each_column_starts_that_column_after_it(synthetic, layou
     assert np.nanmin(snr) > 15, np.round(snr, 1)
 
 
+@pytest.mark.parametrize("style", [
+    # a 0.1 s pulse with flats before every column, blank paper between columns (the standard pulse's template finds
+    # none: before, V1-V6 were read from the pulse on, 3.5 dB at worst)
+    dict(pulse_place="each_cell", columns="gap", column_gap_mm=4.0, pulse_s=(0.12, 0.1, 0.02)),
+    dict(pulse_place="each_cell", columns="follow", pulse_s=(0.0, 0.13, 0.0)),  # a plain rectangle, no flats
+])
+def test_pulses_of_another_width_before_every_column_place_the_columns(synthetic, style):
+    """Pulses of any width found by their two strokes (ecgcore.read.placement.band_pulses): those that open every
+    row bound the first lead's start to after their fall, those before every column give the gap between columns
+    (the limb-lead physics sees neither)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    paper = render(synthetic, styled_layout("6x2", style=LayoutStyle(**style)), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "6x2" and dig.quality["placement"] == "from the page"
+    pulse = style["pulse_s"]
+    printed_gap = sum(pulse) * 25.0 + style.get("column_gap_mm", 0.0)
+    assert abs(dig.quality["placed_by_pulses"]["gap_mm"] - printed_gap) <= 0.5, dig.quality["placed_by_pulses"]
+    assert "pulse_fall_mm" in dig.quality["placed_by_pulses"]
+    snr = _snr(synthetic, dig)
+    assert np.nanmin(snr) > 15, np.round(snr, 1)
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 
@@ -730,3 +753,4 @@ def test_pulses_at_the_rows_ends_do_not_bound_the_origin(synthetic):
     dig = digitize(paper.mask)
     assert dig.layout == "12x1" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
     assert np.nanmedian(_snr(synthetic, dig)) > 15
+

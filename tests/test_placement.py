@@ -10,8 +10,11 @@ from ecgcore.layouts import make_layout
 from ecgcore.read.placement import (
     LEAD_CHANGE_TRIM_S,
     SEARCH_STEP_MM,
+    StripPulse,
+    band_pulses,
     best_origin,
     column_gaps_mm,
+    gap_from_band_pulses,
     gap_from_pulses,
     law_windows,
     match_rows,
@@ -160,3 +163,71 @@ def test_best_origin_within_a_distance_keeps_to_the_pulses_origin(synthetic):
     assert free is not None and kept is not None
     assert free.x0_mm > 18.0  # read late by the stroke
     assert abs(kept.x0_mm - 17.0) <= 1.0
+
+
+def _polyline_ink(points_mm: list[tuple[float, float]], px_per_mm: float = 8.0, pen_mm: float = 0.3):
+    """Ink pixels (u, v in mm) of a polyline drawn with a pen ``pen_mm`` wide, ``px_per_mm`` pixels per mm."""
+    us, vs = [], []
+    for (u0, v0), (u1, v1) in zip(points_mm, points_mm[1:]):
+        n = int(np.ceil(max(abs(u1 - u0), abs(v1 - v0)) * px_per_mm)) + 1
+        t = np.linspace(0.0, 1.0, n)
+        for off in np.arange(-pen_mm / 2, pen_mm / 2 + 1e-9, 1.0 / px_per_mm):
+            us.append(u0 + t * (u1 - u0))
+            vs.append(v0 + t * (v1 - v0) + off)
+    return np.concatenate(us), np.concatenate(vs)
+
+
+def _row_with_pulse(rise: float, width: float, height: float = 10.0, top: bool = True, qrs_at: float = 40.0):
+    """A row on level v = 50 mm: a lead-in flat, a pulse of ``width`` mm rising at ``rise``, then trace with one QRS."""
+    pts = [(0.0, 50.0), (rise, 50.0), (rise, 50.0 - height)]
+    if top:
+        pts += [(rise + width, 50.0 - height)]
+    else:  # its top not read: two strokes only
+        u1, v1 = _polyline_ink(pts)
+        pts = [(rise + width, 50.0 - height)]
+    pts += [(rise + width, 50.0), (qrs_at, 50.0), (qrs_at + 0.5, 40.0), (qrs_at + 1.0, 53.0), (qrs_at + 1.5, 50.0),
+            (90.0, 50.0)]
+    u, v = _polyline_ink(pts)
+    if not top:
+        u, v = np.concatenate([u1, u]), np.concatenate([v1, v])
+    return u, v
+
+
+@pytest.mark.parametrize("width_s", [0.08, 0.12, 0.2, 0.25])
+def test_pulses_of_any_width_are_found_by_their_two_strokes(width_s):
+    u, v = _row_with_pulse(12.0, width_s * 25.0)
+    found = band_pulses(u, v, 0.0, 400, SEARCH_STEP_MM, (5.0, 10.0, 20.0), 25.0)
+    assert len(found) == 1  # the QRS is no pulse
+    assert found[0].rise_mm == pytest.approx(12.0, abs=0.5)
+    assert found[0].fall_mm == pytest.approx(12.0 + width_s * 25.0, abs=0.5)
+    assert found[0].height_mm == pytest.approx(10.0, abs=0.6)
+
+
+def test_a_pulse_is_found_without_its_top_and_not_when_not_hollow_or_of_no_standard_height():
+    u, v = _row_with_pulse(12.0, 3.0, top=False)  # a label printed on the top, or a segmenter that lost it
+    assert [round(p.rise_mm) for p in band_pulses(u, v, 0.0, 400, SEARCH_STEP_MM, (10.0,), 25.0)] == [12]
+    u, v = _row_with_pulse(12.0, 3.0, height=7.5)  # 0.75 mV at 10 mm/mV: no calibration pulse
+    assert band_pulses(u, v, 0.0, 400, SEARCH_STEP_MM, (5.0, 10.0, 20.0), 25.0) == []
+    # two spikes 10 mm tall 3 mm apart with trace between them at their foot: strokes of a pulse's height and width
+    # apart, but no hollow between them
+    u, v = _polyline_ink([(0.0, 50.0), (12.0, 50.0), (12.0, 40.0), (12.05, 50.0), (15.0, 50.0), (15.0, 40.0),
+                          (15.05, 50.0), (90.0, 50.0)])
+    assert band_pulses(u, v, 0.0, 400, SEARCH_STEP_MM, (10.0,), 25.0) == []
+    u, v = _row_with_pulse(12.0, 9.0)  # 0.36 s: wider than any printer's pulse
+    assert band_pulses(u, v, 0.0, 400, SEARCH_STEP_MM, (10.0,), 25.0) == []
+
+
+def test_pulses_of_any_width_tell_the_gap_only_where_every_row_shows_them_alike():
+    def pulse(rise: float, height: float = 10.0) -> StripPulse:
+        return StripPulse(rise, rise + 3.0, height, rise + 3.5)
+
+    # three rows of 6x2 columns (125 mm) with a 0.12 s pulse and 5 mm of blank paper before the second: the rises
+    # are 133 mm apart; the third row's first pulse was not found
+    rows = [[pulse(10.0), pulse(143.0)], [pulse(10.25), pulse(143.0)], [pulse(143.25)]]
+    assert gap_from_band_pulses(rows, 125.0, [10.0, 10.0]) == pytest.approx(8.0, abs=0.3)
+    # tremor in two rows: steps of half the opening pulses' height, one column apart, alike in both rows
+    tremor = [[pulse(4.75, 9.2), pulse(82.75, 5.0)], [pulse(5.25, 9.6)], [pulse(5.25, 10.0), pulse(83.25, 5.6)]]
+    assert gap_from_band_pulses(tremor, 62.5, [9.2, 9.6, 10.0]) is None
+    # pulses of the right height one column apart in one row only (a noisy row): no gap
+    lone = [[pulse(10.0), pulse(80.0), pulse(150.0)], [pulse(10.0)], [pulse(10.0)], [pulse(10.0)]]
+    assert gap_from_band_pulses(lone, 62.5, [10.0]) is None

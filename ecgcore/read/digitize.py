@@ -93,10 +93,15 @@ from ecgcore.read.physics import (
     limb_consistency,
 )
 from ecgcore.read.placement import (
+    MIN_WINDOW_COVERAGE,
+    MIN_WINDOW_COVERAGE_SPARSE,
     PULSE_GAP_AROUND_MM,
     SEARCH_STEP_MM,
+    StripPulse,
+    band_pulses,
     best_origin,
     column_gaps_mm,
+    gap_from_band_pulses,
     gap_from_pulses,
     law_windows,
     match_rows,
@@ -146,6 +151,7 @@ PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level 
 PLACEMENT_SEARCH_BELOW_DB = 10.0
 TABLE_KEEP_MARGIN_DB = 1.5
 PLACEMENT_MARGIN_DB = 1.0
+PULSE_PLACED_MARGIN_DB = 3.0  # ... and unless worse by more than this where pulses of any width on the page placed it
 COLUMN_SHORT_MM = 1.0  # every later column leaves this much more of its cells unread than the first: a gap may lie between
 LAYOUT_UNREAD_MARGIN_MM = 10.0  # a page placement leaving this much more trace unread than another layout's is dropped
 # A layout read from the rows or from one pulse per row may also be one of these, which print as many rows with a
@@ -160,6 +166,16 @@ LIMB_PAGE_MIN_DB = 0.0
 # A page placement whose rows open with pulses starts the first lead after the pulses' tops end and at most this
 # after the standard pulse's lead-out would end (the physics is blind to an origin off in every row alike).
 PULSE_ANCHOR_MM = 1.0
+# Pulses of any width that open the law rows (in at least PULSE_OPENING_SHARE of them, two at least: a label or a
+# segmenter may cut one; their falls alike within PULSE_FALLS_ALIKE_MM; each rising at most PULSE_LEAD_IN_MAX_S
+# after its row's first ink) start the first lead at most PULSE_LEAD_OUT_MAX_S after their fall (printers: flats of
+# 0-0.2 s before and after the pulse).
+PULSE_OPENING_SHARE = 0.5
+PULSE_FALLS_ALIKE_MM = 1.0
+PULSE_LEAD_IN_MAX_S = 0.2
+PULSE_LEAD_OUT_MAX_S = 0.2
+PULSE_BAND_BELOW_MM = 2.0  # a pulse rises from its row's level: its ink is looked for down to this below it
+PULSE_FALL_CLEAR_MM = 0.25  # the first lead is read from this far after the fall's stroke (its ink is no trace)
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
@@ -351,7 +367,10 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
             continue
         reads_more = (short and score >= before - PLACEMENT_MARGIN_DB and again.layout == dig.layout
                       and sum(_column_unread_mm(again, paper_speed)[1:]) <= sum(table_unread[1:]) - COLUMN_SHORT_MM)
-        if score >= best_score or (reads_more and best is dig):
+        # a guessed table reading gives way to one placed by pulses found on the page by more: the few samples a
+        # pulse's fall leaves at the start of each row weigh on the laws as much as the whole placement
+        anchored = guessed and "placed_by_pulses" in again.quality and score >= before - PULSE_PLACED_MARGIN_DB
+        if score >= best_score or (reads_more and best is dig) or (anchored and best is dig):
             best, best_score, chosen = again, max(score, best_score), found
     if chosen is not None:  # chosen on the search's steps, kept at the refined placement
         best = chosen.final()
@@ -391,6 +410,16 @@ def _opens_row(strip: np.ndarray, u_start: float, row_pulses: list[Pulse], at_mm
         return False
     first = u_start + float(read[0]) * SEARCH_STEP_MM
     return any(abs(p.u - at_mm) <= PULSE_ANCHOR_MM and abs(p.u - first) <= PULSE_MATCH_MM for p in row_pulses)
+
+
+def _opening_pulse(strip: np.ndarray, u_start: float, pulses: list[StripPulse], paper_speed: float) -> StripPulse | None:
+    """The pulse (of ``pulses``, found in the row ``strip`` reads across the page) that opens the row: it rises at
+    most a lead-in flat (PULSE_LEAD_IN_MAX_S) after the row's first ink; None when none does."""
+    read = np.flatnonzero(np.isfinite(strip))
+    if not read.size or not pulses:
+        return None
+    first = u_start + float(read[0]) * SEARCH_STEP_MM
+    return next((p for p in pulses if p.rise_mm - first <= PULSE_LEAD_IN_MAX_S * paper_speed + PULSE_ANCHOR_MM), None)
 
 
 def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
@@ -444,8 +473,35 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if top is not None and not _origin_guessed(dig, layout_flags) and all(
             _opens_row(strips[r], u_start, row_pulses[r], pulse_at) for r in law_rows):
         span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
-    found = best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s, row_cells_s=row_cells_s,
-                        gaps_mm=gaps, table_gap_mm=gap_table, span_mm=span)
+    # Else pulses of any width and shape (ecgcore.read.placement.band_pulses) do alike: those that open every law row
+    # bound the origin to after their fall, at most a lead-out flat later; those before every column give the gap.
+    each_column = PULSE_EACH_COLUMN in layout_flags
+    by_pulses: dict[str, float] = {}
+    after = None  # where the opening pulses' falls end (mm), when found
+    if span is None:
+        any_width = _row_pulses(paper, rows, min(row_pitch, 20.0), u_start, strips.shape[1], gain, paper_speed)
+        opening = [p for p in (_opening_pulse(strips[r], u_start, any_width[r], paper_speed) for r in law_rows) if p]
+        if (len(opening) >= max(2, PULSE_OPENING_SHARE * len(law_rows))
+                and np.ptp([p.fall_mm for p in opening]) <= PULSE_FALLS_ALIKE_MM):
+            fall = float(np.median([p.fall_mm for p in opening]))
+            after = float(np.max([p.after_mm for p in opening])) + PULSE_FALL_CLEAR_MM
+            span = (fall, fall + PULSE_LEAD_OUT_MAX_S * paper_speed)
+            by_pulses["pulse_fall_mm"] = round(fall, 2)
+        other_shape = PULSE_OTHER_SHAPE in dig.quality.get("flags", [])  # the template matched them by one edge
+        if (gap_pulses is None or other_shape) and len(column_gaps_mm(lay)) > 1:
+            gap_any = gap_from_band_pulses([any_width[r] for r in law_rows], row_cells_s[0] * paper_speed,
+                                           [p.height_mm for p in opening])
+            if gap_any is not None:
+                # the rises of pulses alike are as far apart as the columns' starts: the gap within a step (the row's
+                # end may trade the origin against each gap of the row)
+                gaps = tuple(g for g in column_gaps_mm(lay) if abs(g - gap_any) <= SEARCH_STEP_MM + 1e-9)
+                gap_table, each_column = gap_any, True
+                by_pulses["gap_mm"] = round(gap_any, 2)
+    found = None
+    for coverage in (MIN_WINDOW_COVERAGE, MIN_WINDOW_COVERAGE_SPARSE):
+        found = found or best_origin(strips, u_start, windows, paper_speed, [x0_table], row_s=row_s,
+                                     row_cells_s=row_cells_s, gaps_mm=gaps, table_gap_mm=gap_table, span_mm=span,
+                                     min_coverage=coverage)
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm
@@ -459,9 +515,14 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                              sum(c.t1 - c.t0 for c in cells) - (1.0 / dig.fs if ends_record else 0.0),
                              not in_pulse[r]))
     fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
-                                         fit.px_per_mm, breaks=PULSE_EACH_COLUMN not in layout_flags)
-    if span is not None and not span[0] <= fine_x0 <= span[1]:  # the pulses still bound the origin
-        fine_x0, fine_gap = x0, gap
+                                         fit.px_per_mm, breaks=not each_column)
+    if span is not None and not span[0] <= fine_x0 <= span[1]:
+        # the pulses still bound the origin: refined from the rows' ends alone (a break's middle traded it against the
+        # gap), else as searched
+        fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
+                                             fit.px_per_mm, breaks=False)
+        if not span[0] <= fine_x0 <= span[1]:
+            fine_x0, fine_gap = x0, gap
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
     shift = float(np.median([rows[r] - table_rows[r] for r in range(n_rows) if rows[r] is not None]))
@@ -487,10 +548,13 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         cells = place_cells(lay, at_x0, baselines, paper_speed, at_gap)
         again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
                            paper_speed, used_gain, pulses, flags)
-        unread_row_starts(again.signal, again.fs, cells)
+        # a first lead that starts where the pulse falls: the fall's stroke is not its trace
+        unread_row_starts(again.signal, again.fs, cells, (after - at_x0) / paper_speed if after is not None else 0.0)
         again.grid["paper_offset_mm"] = [round(at_x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
         again.grid["column_gap_mm"] = round(at_gap, 2)
         again.quality["placement"] = "from the page"
+        if by_pulses:
+            again.quality["placed_by_pulses"] = dict(by_pulses)
         if (at_x0, at_gap) != (x0, gap):
             again.quality["placement_refined_mm"] = {"origin": round(at_x0 - x0, 3), "gap": round(at_gap - gap, 3)}
         return again
@@ -500,18 +564,23 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     def final() -> DigitizedEcg:
         """The chosen placement read at the refined origin and gap. The search trades the origin against the gap (the
         physics sees neither): blank paper at the first lead change that one of the first two columns meets moves
-        the other onto it (ecgcore.read.refine.page_lead_change), kept where the physics holds as well."""
+        the other onto it (ecgcore.read.refine.page_lead_change), kept where the physics holds as well; only the gap
+        where pulses of any width bound the origin."""
         move = (0.0, 0.0)
-        if span is None and PULSE_EACH_COLUMN not in layout_flags:
+        origin_by_pulses = "pulse_fall_mm" in by_pulses  # pulses of any width bound the origin, not the gap
+        if (span is None or origin_by_pulses) and not each_column:
             move = page_lead_change(place_cells(lay, fine_x0, baselines, paper_speed, fine_gap), paper, paper_speed,
                                     fit.px_per_mm, paper_speed / dig.fs)
+            if origin_by_pulses and move[0] != 0.0:
+                move = (0.0, 0.0)
+        fine = read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
         if any(move) and fine_gap + move[1] >= 0.0:
             again = read_at(fine_x0 + move[0], fine_gap + move[1])
-            if consistency_score(again.signal, again.fs) >= consistency_score(searched.signal, searched.fs) - PLACEMENT_MARGIN_DB:
+            if consistency_score(again.signal, again.fs) >= consistency_score(fine.signal, fine.fs) - PLACEMENT_MARGIN_DB:
                 again.quality["lead_change_placement_mm"] = {"origin": round(float(move[0]), 3),
                                                              "gap": round(float(move[1]), 3)}
                 return again
-        return read_at(fine_x0, fine_gap) if (fine_x0, fine_gap) != (x0, gap) else searched
+        return fine
 
     return _PageReading(searched, found.unread_mm, final)
 
@@ -591,6 +660,22 @@ def _read_strips(paper: PaperInk, rows: list[float | None], row_h: float, u_star
         u, v = column_values(col.runs, path, col.n_cols, paper.px_per_mm)
         strips[r] = resample(u, v, grid, max_gap_s=STRIP_MAX_GAP_MM)
     return strips
+
+
+def _row_pulses(paper: PaperInk, rows: list[float | None], row_h: float, u_start: float, n: int, gain: float,
+                paper_speed: float) -> list[list[StripPulse]]:
+    """Each row's calibration pulses of any width (ecgcore.read.placement.band_pulses) in its band (as _read_strips
+    reads it above the row's level, PULSE_BAND_BELOW_MM below it: the next row's pulse top lies below), of the given
+    gain or a standard one that fits the band; [] for a row not on the page."""
+    heights = tuple(sorted({CALIBRATION_MV * g for g in (gain, *GAINS) if CALIBRATION_MV * g <= 0.6 * row_h}))
+    found: list[list[StripPulse]] = []
+    for v in rows:
+        if v is None:
+            found.append([])
+            continue
+        near = (paper.v >= v - 0.6 * row_h) & (paper.v <= v + PULSE_BAND_BELOW_MM)
+        found.append(band_pulses(paper.u[near], paper.v[near], u_start, n, SEARCH_STEP_MM, heights, paper_speed))
+    return found
 
 
 def digitize_photo(

@@ -29,6 +29,8 @@ SEARCH_BEFORE_MM = 4.0  # the time origin is searched from this far left of the 
 SEARCH_AFTER_MM = 16.0  # ... to this far right of it (a pulse and a gap before the first lead's trace)
 SEARCH_AROUND_MM = 10.0  # and this far either side of where the layout table put it
 MIN_WINDOW_COVERAGE = 0.6  # a law's window counts when all its rows are read along this share of it
+# ... or, where no origin has such a window (a trace the segmenter left in pieces), along this share
+MIN_WINDOW_COVERAGE_SPARSE = 0.3
 UNMEASURED_DB = -10.0  # a law that cannot be measured at a candidate origin scores this
 CAP_DB = 25.0
 PLATEAU_DB = 0.5  # origins whose score is this close to the best one keep the physics as well
@@ -42,6 +44,19 @@ MAX_GAP_MM = 16.0  # the widest gap between columns searched (a pulse with its f
 PULSE_GAP_MIN_PAIRS = 2  # pulses one column apart in a row that tell the gap between columns ...
 PULSE_GAP_ALIKE_MM = 1.0  # ... when they tell it alike within this; the gap is then searched ...
 PULSE_GAP_AROUND_MM = 1.0  # ... this close to theirs only (the physics cannot see it where columns keep their laws)
+# A calibration pulse of any width in a row (band_pulses): two vertical strokes (a stroke's ink counted at most this
+# wide) ...
+PULSE_STROKE_MAX_MM = 1.0
+PULSE_TOP_S = (0.07, 0.27)  # ... this far apart (printers: 0.08-0.25 s), ...
+# ... from the same level or to the same top within this (the trace after a pulse need not start at its foot, and a
+# segmenter may cut a stroke's top), ...
+PULSE_ENDS_ALIKE_MM = 1.5
+PULSE_STROKE_SHARE = 0.8  # ... the shorter at least this share of the taller (a segmenter may cut a corner), ...
+PULSE_HOLLOW_MM = 1.0  # ... with ink this near their foot's level between them ...
+PULSE_HOLLOW_CLEAR = 2  # ... (steps clear of either stroke) ...
+PULSE_HOLLOW_SHARE = 0.2  # ... along at most this share of it
+PULSE_ROWS_ALIKE_SHARE = 0.5  # pulses before every column rise at the same place in this share of the rows ...
+PULSE_RISES_ALIKE_MM = 1.0  # ... within this (gap_from_band_pulses)
 MAX_MISSING_ROWS = 2  # a page of evenly spaced rows may miss this many of its layout's rows
 MAX_EXTRA_STRIPS = 1  # a 3x4+II page may show this many more rhythm strips (II and V1: five rows)
 # A page placement's row starts are left unread for this long (its first sample at 100 Hz): a pulse printed right
@@ -163,14 +178,15 @@ def _lattice_index(ink_rows_mm: list[float]) -> np.ndarray | None:
 
 
 def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWindow], samples_per_s: float,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  min_coverage: float = MIN_WINDOW_COVERAGE) -> tuple[np.ndarray, np.ndarray]:
     """Each law's dB (capped at CAP_DB; UNMEASURED_DB where it cannot be measured) for each candidate time origin,
     and how much of each window (mm) is not read in all its rows.
 
     ``strips`` is (layout rows, n) trace values (NaN where not read) sampled every SEARCH_STEP_MM along the paper;
     ``x0_index`` are candidate sample indices of t = 0; ``samples_per_s`` = paper speed / SEARCH_STEP_MM. Columns
     are taken end to end (a gap between them is an origin moved by the window's column times the gap).
-    Returns two (len(x0_index), len(windows)) arrays.
+    A window counts where its rows are read together along ``min_coverage`` of it. Returns two (len(x0_index),
+    len(windows)) arrays.
     """
     n = strips.shape[1]
     scores = np.full((len(x0_index), len(windows)), UNMEASURED_DB)
@@ -189,7 +205,7 @@ def window_scores(strips: np.ndarray, x0_index: np.ndarray, windows: list[LawWin
             x = rows[:, a:b].T
             shared = np.isfinite(x).all(axis=1)
             unread[i, j] = float((~shared).sum()) * SEARCH_STEP_MM
-            if shared.mean() < MIN_WINDOW_COVERAGE:
+            if shared.mean() < min_coverage:
                 continue
             db = residual_db(x[shared], coefficients)
             if db is not None:
@@ -274,7 +290,7 @@ class _PageRuns:
 def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], paper_speed: float,
                 around_mm: list[float], row_s: float | None = None, row_cells_s: list[float] | None = None,
                 gaps_mm: tuple[float, ...] = (0.0,), table_gap_mm: float = 0.0,
-                span_mm: tuple[float, float] | None = None) -> Origin | None:
+                span_mm: tuple[float, float] | None = None, min_coverage: float = MIN_WINDOW_COVERAGE) -> Origin | None:
     """The paper position (mm) of t = 0 (and the gap between columns, of ``gaps_mm``) that best keeps every law
     window's physics; None when no candidate measures every law. Candidates lie every SEARCH_STEP_MM within
     SEARCH_AROUND_MM of each position in ``around_mm`` (the layout table's origin) and from SEARCH_BEFORE_MM before
@@ -323,7 +339,7 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     steps = [int(round(gap / SEARCH_STEP_MM)) for gap in gaps_mm]
     lo_index = int(candidates.min())
     origins = np.arange(lo_index, int(candidates.max()) + max(w.col for w in windows) * max(steps) + 1)
-    tables = [window_scores(strips, origins, [w], samples_per_s) for w in windows]
+    tables = [window_scores(strips, origins, [w], samples_per_s, min_coverage) for w in windows]
     for gap, gap_steps in zip(gaps_mm, steps):
         at_origin = [candidates + w.col * gap_steps - lo_index for w in windows]
         per_law = np.stack([table[0][i, 0] for table, i in zip(tables, at_origin)], axis=1)
@@ -351,6 +367,71 @@ def best_origin(strips: np.ndarray, u_start: float, windows: list[LawWindow], pa
     return Origin(u_start + float(candidates[pick]) * SEARCH_STEP_MM, float(scores[pick]), gap, float(on_page[pick]))
 
 
+@dataclass(frozen=True)
+class StripPulse:
+    """A calibration pulse of any width found in a row of trace: where it rises and falls (mm along the paper) and
+    its height (mm)."""
+
+    rise_mm: float
+    fall_mm: float
+    height_mm: float
+    after_mm: float  # where the fall's stroke ends (the pen's width, as the row's flat trace shows it, after the fall)
+
+
+def band_pulses(u: np.ndarray, v: np.ndarray, u_start: float, n: int, step_mm: float, heights_mm: tuple[float, ...],
+                paper_speed: float) -> list[StripPulse]:
+    """The calibration pulses of any width in one row of trace, from its ink (``u``, ``v``: paper mm of the curve
+    pixels in the row's band) sampled every ``step_mm`` from ``u_start`` (``n`` steps): two vertical strokes
+    PULSE_TOP_S apart, the taller one of ``heights_mm`` tall (within 15 %, less the pen's width), the shorter at
+    least PULSE_STROKE_SHARE of it, from the same level or to the same top (within PULSE_ENDS_ALIKE_MM), with no ink
+    at their foot's level between them (a pulse is hollow; a QRS's strokes are closer, and have trace between them).
+    Its top need not be read: a label printed on it, or a segmenter, may cut it."""
+    if not len(u) or not heights_mm:
+        return []
+    bins = np.round((u - u_start) / step_mm).astype(np.int64)
+    inside = (bins >= 0) & (bins < n)
+    bins, v = bins[inside], v[inside]
+    top = np.full(n, np.inf)
+    bottom = np.full(n, -np.inf)
+    np.minimum.at(top, bins, v)
+    np.maximum.at(bottom, bins, v)
+    extent = bottom - top
+    tall = extent >= PULSE_STROKE_SHARE * (1.0 - 0.15) * min(heights_mm)
+    flat = np.isfinite(extent) & ~tall
+    pen = float(np.median(extent[flat])) if flat.any() else 0.0  # a stroke's extent holds the pen's width too
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], tall.astype(np.int8), [0]])))
+    # the runs of tall steps: a pulse rises at the end of one (a label printed against it may widen it) and falls at
+    # the start of the next as tall (shorter runs between are a label printed inside it); each stroke is the run's
+    # last (first) step at least PULSE_STROKE_SHARE of the run's tallest
+    runs = list(zip(edges[0::2], edges[1::2] - 1))
+    tallest = [float(extent[i:j + 1].max()) for i, j in runs]
+    lo_mm, hi_mm = (s * paper_speed for s in PULSE_TOP_S)
+    clear = int(round(PULSE_STROKE_MAX_MM / step_mm))
+    found: list[StripPulse] = []
+    for k, (i0, i1) in enumerate(runs):
+        m = next((m for m in range(k + 1, len(runs)) if tallest[m] >= PULSE_STROKE_SHARE * tallest[k]), None)
+        if m is None:
+            continue
+        j0, j1 = runs[m]
+        i1 = i0 + int(np.flatnonzero(extent[i0:i1 + 1] >= PULSE_STROKE_SHARE * tallest[k])[-1])
+        j0 = j0 + int(np.flatnonzero(extent[j0:j1 + 1] >= PULSE_STROKE_SHARE * tallest[m])[0])
+        rise, fall = slice(max(i0, i1 - clear), i1 + 1), slice(j0, min(j1, j0 + clear) + 1)  # each stroke's ink
+        t0, b0, t1, b1 = top[rise].min() + pen, bottom[rise].max(), top[fall].min() + pen, bottom[fall].max()
+        width = (j0 - i1) * step_mm
+        height = max(b0 - t0, b1 - t1)
+        if (not lo_mm <= width <= hi_mm or (abs(b0 - b1) > PULSE_ENDS_ALIKE_MM and abs(t0 - t1) > PULSE_ENDS_ALIKE_MM)
+                or min(b0 - t0, b1 - t1) < PULSE_STROKE_SHARE * height
+                or not any(abs(height - h) <= 0.15 * h for h in heights_mm)):
+            continue
+        foot = 0.5 * (b0 + b1)
+        between = (bins > i1 + PULSE_HOLLOW_CLEAR) & (bins < j0 - PULSE_HOLLOW_CLEAR) & (np.abs(v - foot) <= PULSE_HOLLOW_MM)
+        span = max(1, j0 - i1 - 1 - 2 * PULSE_HOLLOW_CLEAR)
+        if len(np.unique(bins[between])) <= PULSE_HOLLOW_SHARE * span:
+            found.append(StripPulse(u_start + i1 * step_mm, u_start + j0 * step_mm, float(height),
+                                    u_start + j0 * step_mm + max(pen, step_mm)))
+    return found
+
+
 def gap_from_pulses(row_pulses_mm: list[list[float]], column_mm: float) -> float | None:
     """The gap between columns that pulses printed before every column show, or None when they do not show one:
     two pulses of a row one column apart (``column_mm``, the trace of one column) are that column plus a gap apart.
@@ -363,6 +444,24 @@ def gap_from_pulses(row_pulses_mm: list[list[float]], column_mm: float) -> float
     if len(gaps) < PULSE_GAP_MIN_PAIRS or np.ptp(gaps) > PULSE_GAP_ALIKE_MM:
         return None
     return float(np.median(gaps))
+
+
+def gap_from_band_pulses(row_pulses: list[list[StripPulse]], column_mm: float,
+                         opening_heights_mm: list[float] | None = None) -> float | None:
+    """The gap between columns that pulses of any width printed before every column show (gap_from_pulses of
+    their rises; ``row_pulses``: each law row's band_pulses), or None. Only pulses that stand at the same place in
+    at least PULSE_ROWS_ALIKE_SHARE of the rows (two at least) and are as tall as those that open the rows
+    (``opening_heights_mm``; else as the pulses found: one gain on a page) count: a printer prints them in every
+    row at once, periodic tremor in one row or two, of its own height."""
+    heights = list(opening_heights_mm or []) or [p.height_mm for row in row_pulses for p in row]
+    if not heights:
+        return None
+    tall = float(np.median(heights))
+    rises = [[p.rise_mm for p in row if abs(p.height_mm - tall) <= 0.15 * tall] for row in row_pulses]
+    need = max(2.0, PULSE_ROWS_ALIKE_SHARE * len(row_pulses))
+    rises = [[u for u in row if sum(any(abs(u - w) <= PULSE_RISES_ALIKE_MM for w in other) for other in rises) >= need]
+             for row in rises]
+    return gap_from_pulses(rises, column_mm)
 
 
 def table_gap_mm(lay: Layout) -> float:
@@ -399,10 +498,10 @@ def place_cells(lay: Layout, x0_mm: float, row_baselines_mm: list[float], paper_
     return cells
 
 
-def unread_row_starts(signal: np.ndarray, fs: int, cells: list[LeadCell]) -> None:
-    """Set the samples of each row's first ROW_START_TRIM_S to NaN (in place; ``signal`` is (n, 12) at ``fs``), after
-    reading: the cells keep their place, so the trace is followed from the same start."""
-    n = int(np.ceil(ROW_START_TRIM_S * fs - 1e-9))
+def unread_row_starts(signal: np.ndarray, fs: int, cells: list[LeadCell], trim_s: float = ROW_START_TRIM_S) -> None:
+    """Set the samples of each row's first ``trim_s`` (at least ROW_START_TRIM_S) to NaN (in place; ``signal`` is
+    (n, 12) at ``fs``), after reading: the cells keep their place, so the trace is followed from the same start."""
+    n = int(np.ceil(max(trim_s, ROW_START_TRIM_S) * fs - 1e-9))
     for c in cells:
         if c.col == 0:
             first = int(round(c.t0 * fs))
