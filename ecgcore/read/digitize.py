@@ -473,7 +473,7 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if top is not None and not _origin_guessed(dig, layout_flags) and all(
             _opens_row(strips[r], u_start, row_pulses[r], pulse_at) for r in law_rows):
         span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
-    # Else pulses of any width and shape (ecgcore.read.placement.band_pulses) do alike: those that open every law row
+    # Else pulses of any width and shape (ecgcore.read.placement.band_pulses) do alike: those that open the law rows
     # bound the origin to after their fall, at most a lead-out flat later; those before every column give the gap.
     each_column = PULSE_EACH_COLUMN in layout_flags
     by_pulses: dict[str, float] = {}
@@ -516,12 +516,15 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                              not in_pulse[r]))
     fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
                                          fit.px_per_mm, breaks=not each_column)
-    if span is not None and not span[0] <= fine_x0 <= span[1]:
+    # a pulse of any width is found to within a step (the first step of its fall's ink; with no lead-out the trace
+    # starts at the stroke's middle)
+    bound = span if after is None else (span[0] - SEARCH_STEP_MM, span[1] + SEARCH_STEP_MM)
+    if bound is not None and not bound[0] <= fine_x0 <= bound[1]:
         # the pulses still bound the origin: refined from the rows' ends alone (a break's middle traded it against the
         # gap), else as searched
         fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
                                              fit.px_per_mm, breaks=False)
-        if not span[0] <= fine_x0 <= span[1]:
+        if not bound[0] <= fine_x0 <= bound[1]:
             fine_x0, fine_gap = x0, gap
     # Each row's 0 mV line: the level its trace keeps most (the median of the row read across the page); rows not
     # found on the page keep the layout table's place, moved as the found rows moved.
