@@ -405,20 +405,24 @@ def _origin_guessed(dig: DigitizedEcg, layout_flags: list[str]) -> bool:
 def _opens_row(strip: np.ndarray, u_start: float, row_pulses: list[Pulse], at_mm: float) -> bool:
     """Whether one of a row's found pulses starts within PULSE_ANCHOR_MM of ``at_mm`` and within PULSE_MATCH_MM of
     the row's first ink (``strip``: the row read across the page from ``u_start``)."""
-    read = np.flatnonzero(np.isfinite(strip))
-    if not read.size:
+    first = _first_ink_mm(strip, u_start)
+    if first is None:
         return False
-    first = u_start + float(read[0]) * SEARCH_STEP_MM
     return any(abs(p.u - at_mm) <= PULSE_ANCHOR_MM and abs(p.u - first) <= PULSE_MATCH_MM for p in row_pulses)
+
+
+def _first_ink_mm(strip: np.ndarray, u_start: float) -> float | None:
+    """Where a row read across the page (sampled every SEARCH_STEP_MM from ``u_start``) is first read; None: nowhere."""
+    read = np.flatnonzero(np.isfinite(strip))
+    return u_start + float(read[0]) * SEARCH_STEP_MM if read.size else None
 
 
 def _opening_pulse(strip: np.ndarray, u_start: float, pulses: list[StripPulse], paper_speed: float) -> StripPulse | None:
     """The pulse (of ``pulses``, found in the row ``strip`` reads across the page) that opens the row: it rises at
     most a lead-in flat (PULSE_LEAD_IN_MAX_S) after the row's first ink; None when none does."""
-    read = np.flatnonzero(np.isfinite(strip))
-    if not read.size or not pulses:
+    first = _first_ink_mm(strip, u_start)
+    if first is None or not pulses:
         return None
-    first = u_start + float(read[0]) * SEARCH_STEP_MM
     return next((p for p in pulses if p.rise_mm - first <= PULSE_LEAD_IN_MAX_S * paper_speed + PULSE_ANCHOR_MM), None)
 
 

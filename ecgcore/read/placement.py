@@ -23,6 +23,7 @@ import numpy as np
 from ecgcore.constants import LEAD_INDEX
 from ecgcore.layouts import Layout, LeadCell
 from ecgcore.read.physics import LIMB_LAWS, residual_db
+from ecgcore.read.trace import standard_gain
 
 SEARCH_STEP_MM = 0.25  # the rows of trace are sampled this finely along the paper (10 ms at 25 mm/s)
 SEARCH_BEFORE_MM = 4.0  # the time origin is searched from this far left of the first trace ink ...
@@ -420,8 +421,7 @@ def band_pulses(u: np.ndarray, v: np.ndarray, u_start: float, n: int, step_mm: f
         width = (j0 - i1) * step_mm
         height = max(b0 - t0, b1 - t1)
         if (not lo_mm <= width <= hi_mm or (abs(b0 - b1) > PULSE_ENDS_ALIKE_MM and abs(t0 - t1) > PULSE_ENDS_ALIKE_MM)
-                or min(b0 - t0, b1 - t1) < PULSE_STROKE_SHARE * height
-                or not any(abs(height - h) <= 0.15 * h for h in heights_mm)):
+                or min(b0 - t0, b1 - t1) < PULSE_STROKE_SHARE * height or standard_gain(height, heights_mm) is None):
             continue
         foot = 0.5 * (b0 + b1)
         between = (bins > i1 + PULSE_HOLLOW_CLEAR) & (bins < j0 - PULSE_HOLLOW_CLEAR) & (np.abs(v - foot) <= PULSE_HOLLOW_MM)
@@ -457,7 +457,7 @@ def gap_from_band_pulses(row_pulses: list[list[StripPulse]], column_mm: float,
     if not heights:
         return None
     tall = float(np.median(heights))
-    rises = [[p.rise_mm for p in row if abs(p.height_mm - tall) <= 0.15 * tall] for row in row_pulses]
+    rises = [[p.rise_mm for p in row if standard_gain(p.height_mm, (tall,)) is not None] for row in row_pulses]
     need = max(2.0, PULSE_ROWS_ALIKE_SHARE * len(row_pulses))
     rises = [[u for u in row if sum(any(abs(u - w) <= PULSE_RISES_ALIKE_MM for w in other) for other in rises) >= need]
              for row in rises]
