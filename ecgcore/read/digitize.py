@@ -110,7 +110,14 @@ from ecgcore.read.placement import (
     table_gap_mm,
     unread_row_starts,
 )
-from ecgcore.read.refine import RowPlan, cells_on_lead_changes, page_lead_change, refine_placement
+from ecgcore.read.refine import (
+    REFINE_MM,
+    RowPlan,
+    cells_on_lead_changes,
+    origin_from_row_ends,
+    page_lead_change,
+    refine_placement,
+)
 from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     PULSE_OTHER_SHAPE,
@@ -509,7 +516,6 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if found is None:
         return None
     x0, gap = found.x0_mm, found.gap_mm
-    # the search's steps made finer by where the rows' ink ends and breaks between columns (ecgcore.read.refine)
     starts = paper_starts(lay)
     plans = []
     for r in range(n_rows):
@@ -518,6 +524,18 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         plans.append(RowPlan(tuple(starts[(r, c.col)] for c in cells[1:]),
                              sum(c.t1 - c.t0 for c in cells) - (1.0 / dig.fs if ends_record else 0.0),
                              not in_pulse[r]))
+    if after is not None and row_s is not None:
+        # Pulses of any width bound the origin and the rows end in trace: where the rows' ends put it within the
+        # pulses' bounds, more than a refinement away from the search's, the ends win. Two measures of the page
+        # agree there, and the physics cannot see an origin off in every row alike: it placed it by whatever breaks
+        # the laws at the cells' starts (a lead label printed under the trace after a lead change, read as trace:
+        # fold-9 dev 000015, 2 mm late, every lead 0.08 s off).
+        by_ends = origin_from_row_ends(paper, strips, u_start, SEARCH_STEP_MM, plans, gap, paper_speed,
+                                       fit.px_per_mm, (span[0] - SEARCH_STEP_MM, span[1] + SEARCH_STEP_MM))
+        if by_ends is not None and abs(by_ends - x0) > REFINE_MM:
+            x0 = u_start + round((by_ends - u_start) / SEARCH_STEP_MM) * SEARCH_STEP_MM  # on the search's steps
+            by_pulses["origin_from_row_ends"] = True
+    # the search's steps made finer by where the rows' ink ends and breaks between columns (ecgcore.read.refine)
     fine_x0, fine_gap = refine_placement(paper, strips, u_start, SEARCH_STEP_MM, plans, x0, gap, paper_speed,
                                          fit.px_per_mm, breaks=not each_column)
     # a pulse of any width is found to within a step (the first step of its fall's ink; with no lead-out the trace

@@ -71,11 +71,9 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
         read = np.flatnonzero(np.isfinite(strip))
         if read.size < 2:
             continue
-        if plan.ends_in_trace:
-            tail = strip[read[read >= read[-1] - int(round(ROW_END_SPAN_MM / step_mm))]]
-            end = trace_end_mm(paper, u_start + read[-1] * step_mm, tail, image_px_per_mm)
-            if end is not None:
-                obs.append((end, plan.end_s * paper_speed, float(len(plan.boundaries_s))))
+        end = _row_end_mm(paper, strip, read, u_start, step_mm, plan, image_px_per_mm)
+        if end is not None:
+            obs.append((end, plan.end_s * paper_speed, float(len(plan.boundaries_s))))
         if breaks:
             for k, s in enumerate(plan.boundaries_s):
                 expected = x0 + s * paper_speed + (k + 0.5) * gap
@@ -105,6 +103,34 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
     if abs(new_x0 - x0) > MAX_MOVE_MM or abs(new_gap - gap) > MAX_MOVE_MM or new_gap < -0.1:
         return x0, gap
     return float(new_x0), float(max(new_gap, 0.0))
+
+
+def origin_from_row_ends(paper: PaperInk, strips: np.ndarray, u_start: float, step_mm: float, plans: list[RowPlan],
+                         gap: float, paper_speed: float, image_px_per_mm: float,
+                         span_mm: tuple[float, float]) -> float | None:
+    """The origin (paper mm) that the rows' trace ends put within ``span_mm`` (lowest, highest): the median of what
+    the ends that fall in it say (each end less its row's length of cells and gaps at ``gap``), or None when no row
+    ending in trace says one there."""
+    said = []
+    for plan, strip in zip(plans, strips):
+        read = np.flatnonzero(np.isfinite(strip))
+        if read.size < 2:
+            continue
+        end = _row_end_mm(paper, strip, read, u_start, step_mm, plan, image_px_per_mm)
+        if end is not None:
+            x0 = end - plan.end_s * paper_speed - len(plan.boundaries_s) * gap
+            if span_mm[0] <= x0 <= span_mm[1]:
+                said.append(x0)
+    return float(np.median(said)) if said else None
+
+
+def _row_end_mm(paper: PaperInk, strip: np.ndarray, read: np.ndarray, u_start: float, step_mm: float, plan: RowPlan,
+                image_px_per_mm: float) -> float | None:
+    """Where a row ending in trace ends (trace_end_mm), or None (a row ending in a pulse, or too little ink)."""
+    if not plan.ends_in_trace:
+        return None
+    tail = strip[read[read >= read[-1] - int(round(ROW_END_SPAN_MM / step_mm))]]
+    return trace_end_mm(paper, u_start + read[-1] * step_mm, tail, image_px_per_mm)
 
 
 def trace_end_mm(paper: PaperInk, u_last: float, tail_v: np.ndarray, image_px_per_mm: float) -> float | None:
