@@ -304,6 +304,21 @@ def test_a_pulse_of_another_width_sends_the_reading_to_the_page(synthetic, layou
     assert np.nanmedian(snr) > 15, np.round(snr, 1)
 
 
+def test_a_standard_pulse_without_its_lead_out_does_not_start_the_leads_late(synthetic):
+    """A pulse with the standard lead-in and top but no lead-out: its top matches the standard one, so the table
+    starts each lead 2 mm after the fall, where the standard lead-out would end, and a 12x1 page keeps both laws
+    (the physics cannot see an origin off in every row alike): every lead 0.08 s late, -2 dB. Its rows' traces end
+    before their cells do, which sends the reading to the page."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    style = LayoutStyle(pulse_place="row_start", pulse_s=(0.08, 0.2, 0.0))
+    paper = render(synthetic, styled_layout("12x1", style=style), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == "12x1" and dig.quality["placement"] == "from the page"
+    snr = _snr(synthetic, dig)
+    assert np.nanmin(snr) > 15, np.round(snr, 1)
+
+
 def test_the_standard_pulse_is_not_flagged(synthetic):
     dig = digitize(render(synthetic, "3x4+II", PaperOptions(px_per_mm=6.0)).mask)
     top = dig.quality["pulse_top_mm"]
