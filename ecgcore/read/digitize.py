@@ -546,13 +546,18 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
                              not in_pulse[r]))
     if after is not None and row_s is not None:
         # Pulses of any width bound the origin and the rows end in trace: where the rows' ends put it within the
-        # pulses' bounds, more than a refinement away from the search's, the ends win. Two measures of the page
-        # agree there, and the physics cannot see an origin off in every row alike: it placed it by whatever breaks
-        # the laws at the cells' starts (a lead label printed under the trace after a lead change, read as trace:
-        # fold-9 dev 000015, 2 mm late, every lead 0.08 s off).
+        # pulses' bounds, more than a refinement away from the search's, the ends win (an earlier origin leaves the
+        # rows unread up to the search's). Two measures of the page agree there, and the physics cannot see an
+        # origin off in every row alike: it placed it by whatever breaks the laws at the cells' starts (a lead label
+        # printed under the trace after a lead change, read as trace: fold-9 dev 000015, 2 mm late, every lead
+        # 0.08 s off).
         by_ends = origin_from_row_ends(paper, strips, u_start, SEARCH_STEP_MM, plans, gap, paper_speed,
                                        fit.px_per_mm, (span[0] - SEARCH_STEP_MM, span[1] + SEARCH_STEP_MM))
         if by_ends is not None and abs(by_ends - x0) > REFINE_MM:
+            # what the search skipped is what broke the laws at the rows' starts (a printer's filter hook after its
+            # pulse, a label printed over the first beat: real ecg00002, Einthoven 9.9 dB read, 14.6 left unread)
+            if by_ends < x0:
+                after = max(after, x0)
             x0 = u_start + round((by_ends - u_start) / SEARCH_STEP_MM) * SEARCH_STEP_MM  # on the search's steps
             by_pulses["origin_from_row_ends"] = True
     # the search's steps made finer by where the rows' ink ends and breaks between columns (ecgcore.read.refine)
