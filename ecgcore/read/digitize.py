@@ -409,9 +409,8 @@ def _column_unread_mm(dig: DigitizedEcg, paper_speed: float) -> list[float]:
 def _rows_end_early(dig: DigitizedEcg, paper_speed: float) -> bool:
     """Whether a table reading reads its rows' traces ending before their cells end: by at least ROWS_END_EARLY_S
     in three quarters of the cells that end a row (their last sample read). Held-out default pages (standard
-    pulses): 0.0 s on 72, 0.2 s on one (searched: 15.4 -> 16.0 dB); fold-9 mixed pages whose pulse is a plain
-    0.2-0.23 s rectangle: 0.06-0.11 s, every lead 0.08-0.09 s late (one of them with no pulse measured in its
-    cells)."""
+    pulses): one of 100 (0.2 s; searched: 15.4 -> 16.0 dB); fold-9 mixed pages whose pulse is a plain 0.2-0.23 s
+    rectangle: 0.06-0.11 s, every lead 0.08-0.09 s late (one of them with no pulse measured in its cells)."""
     early = []
     for cell in make_layout(dig.layout, paper_speed).cells:
         if cell.t1 < RECORD_S - 1e-9:
