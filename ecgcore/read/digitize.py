@@ -125,6 +125,7 @@ from ecgcore.read.trace import (
     RUN_SPLIT_MM,
     TOUCH_PX,
     cell_columns,
+    cell_samples,
     column_values,
     gain_from_pulses,
     longest_run,
@@ -415,7 +416,7 @@ def _rows_end_early(dig: DigitizedEcg, paper_speed: float) -> bool:
     for cell in make_layout(dig.layout, paper_speed).cells:
         if cell.t1 < RECORD_S - 1e-9:
             continue
-        k = np.arange(int(np.ceil(cell.t0 * dig.fs)), min(int(round(cell.t1 * dig.fs)), dig.signal.shape[0]))
+        k = cell_samples(cell, dig.fs, dig.signal.shape[0])
         read = k[np.isfinite(dig.signal[k, LEAD_INDEX[cell.lead]])]
         if read.size:
             early.append(cell.t1 - (read[-1] + 1) / dig.fs)

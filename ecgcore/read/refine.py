@@ -68,10 +68,9 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
     measured."""
     obs: list[tuple[float, float, float]] = []  # (y, a, b): y = x0 + a + b * gap
     for plan, strip in zip(plans, strips):
-        read = np.flatnonzero(np.isfinite(strip))
-        if read.size < 2:
+        if np.count_nonzero(np.isfinite(strip)) < 2:
             continue
-        end = _row_end_mm(paper, strip, read, u_start, step_mm, plan, image_px_per_mm)
+        end = _row_end_mm(paper, strip, u_start, step_mm, plan, image_px_per_mm)
         if end is not None:
             obs.append((end, plan.end_s * paper_speed, float(len(plan.boundaries_s))))
         if breaks:
@@ -113,10 +112,7 @@ def origin_from_row_ends(paper: PaperInk, strips: np.ndarray, u_start: float, st
     ending in trace says one there."""
     said = []
     for plan, strip in zip(plans, strips):
-        read = np.flatnonzero(np.isfinite(strip))
-        if read.size < 2:
-            continue
-        end = _row_end_mm(paper, strip, read, u_start, step_mm, plan, image_px_per_mm)
+        end = _row_end_mm(paper, strip, u_start, step_mm, plan, image_px_per_mm)
         if end is not None:
             x0 = end - plan.end_s * paper_speed - len(plan.boundaries_s) * gap
             if span_mm[0] <= x0 <= span_mm[1]:
@@ -124,10 +120,12 @@ def origin_from_row_ends(paper: PaperInk, strips: np.ndarray, u_start: float, st
     return float(np.median(said)) if said else None
 
 
-def _row_end_mm(paper: PaperInk, strip: np.ndarray, read: np.ndarray, u_start: float, step_mm: float, plan: RowPlan,
+def _row_end_mm(paper: PaperInk, strip: np.ndarray, u_start: float, step_mm: float, plan: RowPlan,
                 image_px_per_mm: float) -> float | None:
-    """Where a row ending in trace ends (trace_end_mm), or None (a row ending in a pulse, or too little ink)."""
-    if not plan.ends_in_trace:
+    """Where a row ending in trace ends (trace_end_mm), or None (a row ending in a pulse, read at fewer than two
+    steps, or with too little ink at its end)."""
+    read = np.flatnonzero(np.isfinite(strip))
+    if not plan.ends_in_trace or read.size < 2:
         return None
     tail = strip[read[read >= read[-1] - int(round(ROW_END_SPAN_MM / step_mm))]]
     return trace_end_mm(paper, u_start + read[-1] * step_mm, tail, image_px_per_mm)

@@ -115,7 +115,7 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
         cell = r.cell
         if marks:
             mv = pacing.without_marks(t, mv, marks)
-        k = _cell_samples(cell, fs, n)
+        k = cell_samples(cell, fs, n)
         i0 = int(k[0]) if k.size else 0  # the cell's first sample (an empty cell overlaps nothing)
         values = resample(t, mv, k / fs, max_gap_s=2.0 / paper_speed)
         j = LEAD_INDEX[cell.lead]
@@ -541,7 +541,7 @@ def _pen_half_width(runs: _Runs, chosen: np.ndarray, px_per_mm: float, pen_heigh
     return 0.5 * float(short.mean())
 
 
-def _cell_samples(cell: LeadCell, fs: int, n: int) -> np.ndarray:
+def cell_samples(cell: LeadCell, fs: int, n: int) -> np.ndarray:
     """The indices of the record's samples (``n`` at ``fs``) that fall in the cell's window [t0, t1]."""
     return np.arange(int(np.ceil(cell.t0 * fs - 1e-6)), min(int(np.floor(cell.t1 * fs + 1e-6)), n - 1) + 1)
 
@@ -551,7 +551,7 @@ def _pace_marks(readings: list, timed: list, duration: float, paper_speed: float
     n = int(round(duration * pacing.FS))
     fine = np.full((n, len(LEAD_NAMES)), np.nan, np.float32)
     for r, (t, mv) in zip(readings, timed):
-        k = _cell_samples(r.cell, pacing.FS, n)
+        k = cell_samples(r.cell, pacing.FS, n)
         values = resample(t, mv, k / pacing.FS, max_gap_s=2.0 / paper_speed)
         j = LEAD_INDEX[r.cell.lead]
         fine[k, j] = np.where(np.isfinite(fine[k, j]), fine[k, j], values)
