@@ -438,3 +438,23 @@ def test_curve_one_pixel_off_scores_zero_iou_but_full_tolerant_f1():
     assert scores["curve_f1_1px"] == 1.0
     far = np.roll(truth, 3, axis=0)
     assert curve_f1_from_counts(curve_match_counts(far, truth))["curve_f1_1px"] == 0.0
+
+
+def test_every_class_map_the_segmenter_gives_has_grid_coloured_lines_made_grid(random_segmenter, monkeypatch):
+    """predict, predict_with_margin and predict_batch all pass the network's map through
+    ecgcore.read.gridcolour.without_grid_coloured_lines with the photo (tested there)."""
+    import ecgcore.read.segmentation as segmentation
+
+    seen = []
+
+    def marked(rgb, class_map, curve_margin=None):
+        seen.append(rgb.shape[:2])
+        return np.full_like(class_map, 2), curve_margin
+
+    monkeypatch.setattr(segmentation, "without_grid_coloured_lines", marked)
+    rgb = np.full((64, 96, 3), 230, np.uint8)
+    assert (random_segmenter.predict(rgb) == 2).all()
+    class_map, margin = random_segmenter.predict_with_margin(rgb)
+    assert (class_map == 2).all() and margin.shape == (64, 96)
+    assert all((m == 2).all() for m in random_segmenter.predict_batch([rgb, rgb]))
+    assert len(seen) == 4

@@ -25,6 +25,7 @@ import numpy as np
 
 from ecgcore.constants import CLASS_NAMES, CURVE, N_CLASSES
 from ecgcore.errors import ModelError
+from ecgcore.read.gridcolour import without_grid_coloured_lines
 from ecgcore.workspace import WEIGHTS_DIR
 
 DEFAULT_SEGMENTATION_WEIGHTS = WEIGHTS_DIR / "segmentation_unet.safetensors"
@@ -193,19 +194,23 @@ class Segmenter:
         return _softmax(logits)
 
     def predict(self, rgb: np.ndarray, tiled: bool | None = None) -> np.ndarray:
-        """The class map, uint8 (H, W): 0 background, 1 grid x, 2 grid y, 3 curve."""
-        return np.argmax(self._logits(rgb, tiled), axis=0).astype(np.uint8)
+        """The class map, uint8 (H, W): 0 background, 1 grid x, 2 grid y, 3 curve. Grid lines that the network
+        took for curve are made grid where their colour tells them from the trace
+        (:func:`ecgcore.read.gridcolour.without_grid_coloured_lines`)."""
+        class_map = np.argmax(self._logits(rgb, tiled), axis=0).astype(np.uint8)
+        return without_grid_coloured_lines(rgb, class_map)[0]
 
     def predict_with_margin(self, rgb: np.ndarray, tiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The class map and the curve margin, float32 (H, W): the curve logit minus the largest other logit
-        (> 0 exactly where the map says curve; its zero crossing places the trace's edges between pixels)."""
+        (> 0 exactly where the map says curve; its zero crossing places the trace's edges between pixels), with the
+        grid-coloured lines of :meth:`predict` made grid in both."""
         logits = self._logits(rgb, tiled)
         class_map = np.argmax(logits, axis=0).astype(np.uint8)
         others = np.delete(logits, CURVE, axis=0).max(axis=0)
-        return class_map, (logits[CURVE] - others).astype(np.float32)
+        return without_grid_coloured_lines(rgb, class_map, (logits[CURVE] - others).astype(np.float32))
 
     def predict_batch(self, images: Iterable[np.ndarray]) -> list[np.ndarray]:
-        """Class maps for several images; images of the same size share forward passes."""
+        """Class maps for several images (as :meth:`predict`); images of the same size share forward passes."""
         images = list(images)
         out: list[np.ndarray | None] = [None] * len(images)
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -221,7 +226,7 @@ class Segmenter:
                 padded = [_pad_to(images[i], self.stride)[0] for i in chunk]
                 logits = self._forward(np.stack(padded))
                 for i, lg in zip(chunk, logits):
-                    out[i] = np.argmax(lg[:, :h, :w], axis=0).astype(np.uint8)
+                    out[i] = without_grid_coloured_lines(images[i], np.argmax(lg[:, :h, :w], axis=0).astype(np.uint8))[0]
         return out  # type: ignore[return-value]
 
     # -- internals --
