@@ -319,6 +319,26 @@ def test_a_standard_pulse_without_its_lead_out_does_not_start_the_leads_late(syn
     assert np.nanmin(snr) > 15, np.round(snr, 1)
 
 
+@pytest.mark.parametrize("layout", ["12x1", "6x2", "3x4+II"])
+def test_a_standard_pulse_with_a_long_lead_out_does_not_start_the_leads_early(synthetic, layout):
+    """The mirror of the test above: the standard lead-in and top, then a 0.15 s lead-out (3.75 mm, not 2). The table
+    starts each lead where the standard lead-out would end, 1.75 mm early in every row alike, and both laws hold
+    (every lead -1 to 2 dB here; fold-9 dev 000069 -0.9 dB, marked reliable). Its rows' traces run on past their
+    cells: the leads are placed from the page, within a millimetre of where the rows' ends put the origin (12 dB here
+    with no whole-sample shift left: the rows' ends on this ground-truth mask put it 0.15 mm early, 0.6 of a
+    sample)."""
+    from ecgcore.layouts import LayoutStyle, styled_layout
+
+    style = LayoutStyle(pulse_place="row_start", pulse_s=(0.08, 0.2, 0.15))
+    paper = render(synthetic, styled_layout(layout, style=style), PaperOptions(px_per_mm=6.0))
+    dig = digitize(paper.mask)
+    assert dig.layout == layout and dig.quality["placement"] == "from the page"
+    assert abs(dig.quality["placed_by_pulses"]["rows_end_late_s"] - 0.07) <= 0.02
+    scores = compare_signals(synthetic.signal[: dig.signal.shape[0]], dig.signal, dig.fs)
+    assert np.nanmax(np.abs(scores.shift_s)) <= 0.01, scores.shift_s
+    assert np.nanmin(scores.snr_db) > 9 and np.nanmedian(scores.snr_db) > 10, np.round(scores.snr_db, 1)
+
+
 def test_the_standard_pulse_is_not_flagged(synthetic):
     dig = digitize(render(synthetic, "3x4+II", PaperOptions(px_per_mm=6.0)).mask)
     top = dig.quality["pulse_top_mm"]

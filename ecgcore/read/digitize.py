@@ -112,6 +112,7 @@ from ecgcore.read.placement import (
 )
 from ecgcore.read.refine import (
     REFINE_MM,
+    ROW_END_SPAN_MM,
     RowPlan,
     cells_on_lead_changes,
     origin_from_row_ends,
@@ -174,7 +175,11 @@ LIMB_PAGE_MIN_DB = 0.0
 # A page placement whose rows open with pulses starts the first lead after the pulses' tops end and at most this
 # after the standard pulse's lead-out would end (the physics is blind to an origin off in every row alike).
 PULSE_ANCHOR_MM = 1.0
-ROWS_END_EARLY_S = 0.05  # a table reading whose rows' traces end this much before their cells is searched
+ROWS_END_EARLY_S = 0.05  # a table reading whose rows' traces end this much before their cells is searched ...
+ROWS_END_LATE_S = 0.05  # ... and one whose rows' traces run on this much past them (_rows_end_late) ...
+ROW_END_LOOK_MM = 5.0  # ... looked for this far, ...
+ROW_END_STEP_MM = 0.25  # ... on a raster of this many mm, ...
+ROW_END_BAND_MM = 1.5  # ... this far above and below the trace's level at the cell's end
 # Pulses of any width that open the law rows (in at least PULSE_OPENING_SHARE of them, two at least: a label or a
 # segmenter may cut one; their falls alike within PULSE_FALLS_ALIKE_MM; each rising at most PULSE_LEAD_IN_MAX_S
 # after its row's first ink) start the first lead at most PULSE_LEAD_OUT_MAX_S after their fall (printers: flats of
@@ -343,6 +348,14 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     # Nor, where the pulses end with a shorter lead-out than the standard one's (a plain rectangle matched by its
     # fall), the origin that starts every lead late by the difference; the rows' traces then end before their cells.
     guessed = _origin_guessed(dig, layout_flags) or _rows_end_early(dig, paper_speed)
+    # And the mirror: a lead-out longer than the standard's starts every lead early, and the rows' traces run on past
+    # their cells. (Looked for where the table keeps the physics only: a reading that breaks it is searched anyway.)
+    late_rows = False
+    if not guessed and "pulse_top_mm" in dig.quality and before >= PLACEMENT_SEARCH_BELOW_DB:
+        late = _rows_end_late(dig, paper, fit, pulses, paper_speed)
+        if late is not None:
+            dig.quality["rows_end_late_s"] = round(late, 3)
+            guessed = late_rows = True
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
     table_unread = _column_unread_mm(dig, paper_speed)
@@ -381,6 +394,11 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         # a guessed table reading gives way to one placed by pulses found on the page by more: the few samples a
         # pulse's fall leaves at the start of each row weigh on the laws as much as the whole placement
         anchored = guessed and "placed_by_pulses" in again.quality and score >= before - PULSE_PLACED_MARGIN_DB
+        # a table reading whose rows end short of their traces is off whatever its physics says (the pulses' lead-out
+        # flats it reads as the leads' starts keep the laws): the page's, placed where the rows end, wins while it keeps
+        # both laws (labels printed on the trace after the pulse weigh on them more where the leads start right)
+        anchored |= (late_rows and "rows_end_late_s" in again.quality.get("placed_by_pulses", {})
+                     and score >= RELIABLE_MIN_DB)
         if score >= best_score or (reads_more and best is dig) or (anchored and best is dig):
             best, best_score, chosen = again, max(score, best_score), found
     if chosen is not None:  # chosen on the search's steps, kept at the refined placement
@@ -421,6 +439,35 @@ def _rows_end_early(dig: DigitizedEcg, paper_speed: float) -> bool:
         if read.size:
             early.append(cell.t1 - (read[-1] + 1) / dig.fs)
     return len(early) >= 2 and float(np.quantile(early, 0.25)) >= ROWS_END_EARLY_S
+
+
+def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: list[Pulse],
+                   paper_speed: float) -> float | None:
+    """How far (s) a table reading leaves its rows' traces running on past the cells that end them, when by at least
+    ROWS_END_LATE_S in three quarters of those cells (two at least) that have no found pulse after them (the lower
+    quartile); else None. How far a
+    trace runs on is measured on the page's ink at the level of the cell's last read ROW_END_SPAN_MM (within
+    ROW_END_BAND_MM), unbroken on the ROW_END_STEP_MM raster but for a step, from the cell's end."""
+    late = []
+    for box, (_, xy) in zip(dig.leads, dig.traces):
+        uv = fit.to_paper(xy) if len(xy) else np.zeros((0, 2))
+        uv = uv[np.isfinite(uv).all(axis=1)]
+        if box.t1 < RECORD_S - 1e-9 or len(uv) < 2:
+            continue
+        end_u = float(fit.to_paper(box.quad[[1, 3]])[:, 0].mean())
+        tail = uv[uv[:, 0] >= uv[:, 0].max() - ROW_END_SPAN_MM]
+        lo, hi = tail[:, 1].min() - ROW_END_BAND_MM, tail[:, 1].max() + ROW_END_BAND_MM
+        if any(end_u - 1.0 <= p.u <= end_u + ROW_END_LOOK_MM + 3.0 and lo - 10.0 <= p.v <= hi + 10.0 for p in pulses):
+            continue  # a pulse after the row's end: its lead-in flat is no trace
+        near = (paper.u >= end_u) & (paper.u < end_u + ROW_END_LOOK_MM) & (paper.v >= lo) & (paper.v <= hi)
+        bins = np.zeros(int(np.ceil(ROW_END_LOOK_MM / ROW_END_STEP_MM)), bool)
+        bins[((paper.u[near] - end_u) / ROW_END_STEP_MM).astype(np.int64)] = True
+        empty = np.flatnonzero(~bins[:-1] & ~bins[1:])  # two empty steps in a row end the run
+        run = int(empty[0]) if empty.size else bins.size
+        late.append(run * ROW_END_STEP_MM / paper_speed)
+    if len(late) < 2 or float(np.quantile(late, 0.25)) < ROWS_END_LATE_S:
+        return None
+    return float(np.quantile(late, 0.25))
 
 
 def _origin_guessed(dig: DigitizedEcg, layout_flags: list[str]) -> bool:
@@ -504,10 +551,16 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if top is not None and not _origin_guessed(dig, layout_flags) and all(
             _opens_row(strips[r], u_start, row_pulses[r], pulse_at) for r in law_rows):
         span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
+    late = dig.quality.get("rows_end_late_s")
+    if span is not None and late is not None:
+        # the table's rows end short of their traces (a lead-out longer than the standard's): the origin lies about
+        # as much later, where the rows' ends put it
+        shifted = x0_table + late * paper_speed
+        span = (shifted - PULSE_ANCHOR_MM, shifted + PULSE_ANCHOR_MM)
     # Else pulses of any width and shape (ecgcore.read.placement.band_pulses) do alike: those that open the law rows
     # bound the origin to after their fall, at most a lead-out flat later; those before every column give the gap.
     each_column = PULSE_EACH_COLUMN in layout_flags
-    by_pulses: dict[str, float] = {}
+    by_pulses: dict[str, float] = {} if span is None or late is None else {"rows_end_late_s": late}
     after = None  # where the opening pulses' falls end (mm), when found
     if span is None:
         any_width = _row_pulses(paper, rows, min(row_pitch, 20.0), u_start, strips.shape[1], gain, paper_speed)
