@@ -463,6 +463,35 @@ def test_overlay_draws_the_traces(synthetic):
     assert (np.abs(picture.astype(int) - paper.image.astype(int)).sum(axis=2) > 60).mean() > 0.01
 
 
+def test_the_overlay_leaves_out_what_a_row_start_left_unread(synthetic):
+    """A page placement leaves each row's first stretch unread where a pulse's fall (or a label) stands there
+    (placement.unread_row_starts); the followed path the overlay draws leaves out the same stretch, so what is drawn
+    is what was read (it was drawn over it before 2026-12-05's seventh session)."""
+    from ecgcore.read.digitize import _unread_path_starts
+    from ecgcore.read.gridfind import find_grid
+    from ecgcore.read.ink import paper_ink
+    from ecgcore.read.placement import place_cells, unread_row_starts
+    from ecgcore.read.trace import read_cells
+
+    paper = render(synthetic, "6x2", PaperOptions(px_per_mm=6.0))
+    fit = find_grid(paper.mask)
+    ink = paper_ink(paper.mask, fit)
+    lay = make_layout("6x2")
+    cells = place_cells(lay, 20.0, [c.baseline_mm for c in lay.cells if c.col == 0], 25.0)
+    dig = read_cells(ink, fit, cells, (0.0, 0.0), "6x2", "auto", lay.duration_s, 100, 25.0, 10.0, [], [])
+    before = [xy.copy() for _, xy in dig.traces]
+    unread_row_starts(dig.signal, dig.fs, cells, 0.2)
+    _unread_path_starts(dig, fit, cells, 0.2, 25.0)
+    for cell, xy0, (_, xy) in zip(cells, before, dig.traces):
+        u = fit.to_paper(xy0)[:, 0]
+        if cell.col == 0:
+            k = int(round(cell.t0 * 100))
+            assert np.isnan(dig.signal[k: k + 20, LEAD_INDEX[cell.lead]]).all()
+            assert np.isnan(xy[u < cell.x_mm + 4.9]).all() and np.isfinite(xy[u > cell.x_mm + 5.1]).all()
+        else:
+            np.testing.assert_array_equal(xy, xy0)
+
+
 # --- images without a readable ECG ------------------------------------------------------------------------------
 
 

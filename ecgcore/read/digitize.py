@@ -107,6 +107,7 @@ from ecgcore.read.placement import (
     match_rows,
     paper_starts,
     place_cells,
+    row_start_samples,
     table_gap_mm,
     unread_row_starts,
 )
@@ -134,6 +135,7 @@ from ecgcore.read.trace import (
     read_cells,
     resample,
     standard_gain,
+    standard_pulse_mm,
     track_all,
 )
 
@@ -441,6 +443,23 @@ def _rows_end_early(dig: DigitizedEcg, paper_speed: float) -> bool:
     return len(early) >= 2 and float(np.quantile(early, 0.25)) >= ROWS_END_EARLY_S
 
 
+def _unread_path_starts(dig: DigitizedEcg, fit: GridFit, cells: list[LeadCell], trim_s: float,
+                        paper_speed: float) -> None:
+    """The followed paths (``dig.traces``, what the overlay draws; one per cell, in ``cells``' order) without the
+    stretch at each row's start that unread_row_starts left unread: the overlay shows what was read."""
+    n = row_start_samples(dig.fs, trim_s)
+    pulse_w = standard_pulse_mm(paper_speed)  # where read_cells starts a cell's time
+    for i, (cell, (lead, xy)) in enumerate(zip(cells, dig.traces)):
+        if cell.col != 0 or cell.lead != lead or not len(xy):
+            continue
+        start_u = cell.x_mm + (pulse_w if cell.pulse else 0.0)
+        unread = fit.to_paper(xy)[:, 0] < start_u + (n - 0.5) / dig.fs * paper_speed
+        if unread.any():
+            xy = xy.copy()
+            xy[unread] = np.nan
+            dig.traces[i] = (lead, xy)
+
+
 def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: list[Pulse],
                    paper_speed: float) -> float | None:
     """How far (s) a table reading leaves its rows' traces running on past the cells that end them, when by at least
@@ -652,7 +671,9 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
         again = read_cells(paper, fit, cells, (0.0, 0.0), name, dig.layout_source, lay.duration_s, dig.fs,
                            paper_speed, used_gain, pulses, flags)
         # a first lead that starts where the pulse falls: the fall's stroke is not its trace
-        unread_row_starts(again.signal, again.fs, cells, (after - at_x0) / paper_speed if after is not None else 0.0)
+        trim_s = (after - at_x0) / paper_speed if after is not None else 0.0
+        unread_row_starts(again.signal, again.fs, cells, trim_s)
+        _unread_path_starts(again, fit, cells, trim_s, paper_speed)
         again.grid["paper_offset_mm"] = [round(at_x0 - x0_table + offset[0], 3), round(shift + offset[1], 3)]
         again.grid["column_gap_mm"] = round(at_gap, 2)
         again.quality["placement"] = "from the page"

@@ -498,10 +498,15 @@ def place_cells(lay: Layout, x0_mm: float, row_baselines_mm: list[float], paper_
     return cells
 
 
+def row_start_samples(fs: int, trim_s: float = ROW_START_TRIM_S) -> int:
+    """How many samples at ``fs`` unread_row_starts leaves unread at each row's start."""
+    return int(np.ceil(max(trim_s, ROW_START_TRIM_S) * fs - 1e-9))
+
+
 def unread_row_starts(signal: np.ndarray, fs: int, cells: list[LeadCell], trim_s: float = ROW_START_TRIM_S) -> None:
     """Set the samples of each row's first ``trim_s`` (at least ROW_START_TRIM_S) to NaN (in place; ``signal`` is
     (n, 12) at ``fs``), after reading: the cells keep their place, so the trace is followed from the same start."""
-    n = int(np.ceil(max(trim_s, ROW_START_TRIM_S) * fs - 1e-9))
+    n = row_start_samples(fs, trim_s)
     for c in cells:
         if c.col == 0:
             first = int(round(c.t0 * fs))

@@ -70,11 +70,17 @@ class _CellReading:
     pulse_top_mm: tuple[float, float] | None = None  # where the pulse's top starts and ends, mm from the cell's start
 
 
+def standard_pulse_mm(paper_speed: float) -> float:
+    """The width (mm) of the standard calibration pulse with its flats: a cell that opens with a pulse starts its
+    time after it."""
+    return sum(CALIBRATION_SEGMENTS_MM) * paper_speed / DEFAULT_PAPER_SPEED
+
+
 def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tuple[float, float],
                 layout: str, source: str, duration: float, fs: int, paper_speed: float, gain: float,
                 pulses: list[Pulse], layout_flags: list[str]) -> DigitizedEcg:
     ou, ov = offset
-    pulse_w = sum(CALIBRATION_SEGMENTS_MM) * paper_speed / DEFAULT_PAPER_SPEED
+    pulse_w = standard_pulse_mm(paper_speed)
     shifted = [LeadCell(c.lead, c.row, c.col, c.x_mm + ou, c.y_mm + ov, c.w_mm, c.h_mm, c.t0, c.t1, c.pulse)
                for c in cells]
     touch = TOUCH_PX / paper.px_per_mm
