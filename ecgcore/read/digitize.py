@@ -464,9 +464,9 @@ def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: lis
                    paper_speed: float) -> float | None:
     """How far (s) a table reading leaves its rows' traces running on past the cells that end them, when by at least
     ROWS_END_LATE_S in three quarters of those cells (two at least) that have no found pulse after them (the lower
-    quartile); else None. How far a
-    trace runs on is measured on the page's ink at the level of the cell's last read ROW_END_SPAN_MM (within
-    ROW_END_BAND_MM), unbroken on the ROW_END_STEP_MM raster but for a step, from the cell's end."""
+    quartile); else None. How far a trace runs on is measured on the page's ink at the level of the cell's last read
+    ROW_END_SPAN_MM (within ROW_END_BAND_MM), unbroken on the ROW_END_STEP_MM raster but for a step, from the cell's
+    end."""
     late = []
     for box, (_, xy) in zip(dig.leads, dig.traces):
         uv = fit.to_paper(xy) if len(xy) else np.zeros((0, 2))

@@ -43,11 +43,6 @@ def _direction(rgb: np.ndarray, paper: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return d / (n + 1e-6), n[..., 0]
 
 
-def _sample(values: np.ndarray) -> np.ndarray:
-    step = max(1, values.shape[0] // MAX_SAMPLE)
-    return values[::step]
-
-
 def local_paper(rgb: np.ndarray) -> np.ndarray:
     """The paper's colour around each pixel (float32 HxWx3): the brightest colour within PAPER_WINDOW_PX, which
     passes over grid lines and trace and follows shadows and the paper's edge."""

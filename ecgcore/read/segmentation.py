@@ -186,7 +186,8 @@ class Segmenter:
         return model_stride(self.config)
 
     def predict_proba(self, rgb: np.ndarray, tiled: bool | None = None) -> np.ndarray:
-        """Class probabilities, float32 (4, H, W), for an RGB uint8 (H, W, 3) image of any size.
+        """Class probabilities, float32 (4, H, W), for an RGB uint8 (H, W, 3) image of any size: the network's own
+        (the grid-colour step of :meth:`predict` changes the class map, not these).
 
         ``tiled`` forces tiling on (True) or off (False); by default only images above ``max_pixels`` are tiled.
         """
