@@ -62,6 +62,24 @@ def test_default_and_harsh_samples_are_byte_identical_to_before_styles(case, tmp
     assert got == BEFORE[case]
 
 
+def test_dark_one_second_lines_are_grid_and_leave_the_trace_as_it_was(record):
+    """grid_second_mm draws every fifth vertical 5 mm line (each second) wider and darker, as real ecg00010's printer
+    does: they are GRID_X in the mask and the curve class is the same pixels as without them."""
+    from ecgcore.constants import CURVE, GRID_X
+    from ecgcore.synth.photo import synthesize_photo
+
+    values = {"capture": "scan"}
+    plain = synthesize_photo(record, seed=3, layout="3x4+II", size=(1200, 900), values=values)
+    dark = synthesize_photo(record, seed=3, layout="3x4+II", size=(1200, 900), values={**values, "grid_second_mm": 0.5})
+    assert ((dark.mask == CURVE) == (plain.mask == CURVE)).all()
+    added = (dark.mask == GRID_X) & (plain.mask != GRID_X)
+    assert added.any() and not (added & (plain.mask == CURVE)).any()
+    # the added line pixels are darker than the plain page's there, and only there does the paper change much
+    darker = plain.image.astype(int).sum(axis=2) - dark.image.astype(int).sum(axis=2)
+    assert np.median(darker[added]) > 100
+    assert np.median(np.abs(darker[(dark.mask != GRID_X) & (dark.mask != CURVE)])) <= 2
+
+
 def test_default_parameters_make_no_style():
     for seed in range(5):
         layout_style, style, paper = printer_style(Preset().sample(seed), seed)

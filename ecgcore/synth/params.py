@@ -221,6 +221,9 @@ SCHEMA: tuple[Param, ...] = (
           options=("auto", *GRID_COLORS)),
     Param("grid_major_mm", "ink", constant(MAJOR_LINE_MM), 0.08, 0.4, "Line weight of the 5 mm grid.", "mm"),
     Param("grid_minor_mm", "ink", constant(MINOR_LINE_MM), 0.03, 0.2, "Line weight of the 1 mm grid.", "mm"),
+    Param("grid_second_mm", "ink", constant(0.0), 0.0, 0.8,
+          "Line weight of every fifth vertical 5 mm line (each second at 25 mm/s), drawn darker, as some printers "
+          "do (real ecg00010, a Mortara ELI 350); 0: like the other 5 mm lines.", "mm"),
     Param("minor_grid", "ink", constant("auto"), None, None,
           "The 1 mm grid: auto (the paper options'), lines, dots at the crossings, or none.",
           options=("auto", *MINOR_GRIDS)),

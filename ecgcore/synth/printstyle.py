@@ -149,7 +149,8 @@ def printer_style(params: dict[str, Any], seed: int) -> tuple[LayoutStyle, Print
         paper["minor_grid"] = params["minor_grid"]
     for name, field, neutral in (("trace_width_mm", "curve_line_mm", CURVE_LINE_MM),
                                  ("grid_major_mm", "major_line_mm", MAJOR_LINE_MM),
-                                 ("grid_minor_mm", "minor_line_mm", MINOR_LINE_MM)):
+                                 ("grid_minor_mm", "minor_line_mm", MINOR_LINE_MM),
+                                 ("grid_second_mm", "second_line_mm", 0.0)):
         if name in params and float(params[name]) != neutral:
             paper[field] = float(params[name])
     drawn = not style.is_default() or not layout_style.is_default()

@@ -54,6 +54,10 @@ from ecgcore.synth.printstyle import (
 PRINT_STYLES: tuple[str, ...] = ("ptb-v", "device")
 
 
+SECONDS_EVERY = 5  # a printer's one-second line: every fifth major line (25 mm at 25 mm/s)
+SECOND_LINE_DARKEN = 0.55  # its colour: the major lines' times this
+
+
 @dataclass(frozen=True)
 class PaperOptions:
     """How the paper is printed. Widths are in mm so that the look does not depend on the resolution."""
@@ -72,6 +76,8 @@ class PaperOptions:
     print_style: str = "ptb-v"
     # "lines": the minor grid as thin lines; "dots": a dot at every 1 mm crossing (major lines stay lines)
     minor_grid: str = "lines"
+    # every fifth vertical major line (each second at 25 mm/s) this wide and darker (SECOND_LINE_DARKEN); 0: none
+    second_line_mm: float = 0.0
 
     def validate(self) -> None:
         if not 1.0 <= self.px_per_mm <= 40.0:
@@ -89,6 +95,8 @@ class PaperOptions:
         for name in ("major_line_mm", "minor_line_mm", "curve_line_mm"):
             if not 0.02 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0.02 and 1.0 mm, not {getattr(self, name)}.")
+        if not (self.second_line_mm == 0.0 or 0.02 <= self.second_line_mm <= 1.0):
+            raise ValueError(f"second_line_mm must be 0 or between 0.02 and 1.0 mm, not {self.second_line_mm}.")
 
 
 @dataclass
@@ -139,7 +147,7 @@ def render(record: EcgRecord, layout: str | Layout = "seed-3x4", options: PaperO
     major_rgb, minor_rgb = GRID_COLORS[options.grid_color]
 
     grid_image, grid_x, grid_y = _grid(width, height, ppm, options.minor_line_mm, options.major_line_mm, major_rgb, minor_rgb,
-                                       options.minor_grid)
+                                       options.minor_grid, options.second_line_mm)
     image = grid_image.copy()
 
     thickness = pen_thickness(options.curve_line_mm * ppm)
@@ -246,9 +254,10 @@ def _line_coverage(n_px: int, pitch_px: float, width_px: float) -> tuple[np.ndar
 
 
 @functools.lru_cache(maxsize=4)
-def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_grid="lines"):
-    """The empty paper (uint8 RGB) and the major-line flags per column and row. Cached: a dataset or a Studio
-    session renders the same paper size again and again. Callers must not modify the returned arrays."""
+def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_grid="lines", second_mm=0.0):
+    """The empty paper (uint8 RGB) and the major-line flags per column and row (every fifth vertical major line
+    ``second_mm`` wide and darker when it is not 0). Cached: a dataset or a Studio session renders the same paper
+    size again and again. Callers must not modify the returned arrays."""
     major_x, on_x = _line_coverage(width, MAJOR_EVERY * ppm, major_mm * ppm)
     major_y, on_y = _line_coverage(height, MAJOR_EVERY * ppm, major_mm * ppm)
     dots = minor_grid == "dots"
@@ -274,6 +283,15 @@ def _grid(width, height, ppm, minor_mm, major_mm, major_rgb, minor_rgb, minor_gr
     image = paper + (minor - paper) * a_minor[..., None]
     image += (major - image) * a_major[..., None]
     image = np.clip(image + 0.5, 0, 255).astype(np.uint8)[row_of.reshape(-1)]
+    if second_mm > 0:
+        # the printer's one-second lines: drawn over the major line they widen, in the major colour darkened
+        second_x, on_second = _line_coverage(width, SECONDS_EVERY * MAJOR_EVERY * ppm, second_mm * ppm)
+        second = major * SECOND_LINE_DARKEN
+        cols = np.flatnonzero(second_x > 0)
+        part = image[:, cols].astype(np.float32)
+        part += (second - part) * second_x[cols][None, :, None]
+        image[:, cols] = np.clip(part + 0.5, 0, 255).astype(np.uint8)
+        on_x = on_x | on_second
     for array in (image, on_x, on_y):
         array.setflags(write=False)
     return image, on_x, on_y
