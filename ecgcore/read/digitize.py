@@ -352,12 +352,11 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
     guessed = _origin_guessed(dig, layout_flags) or _rows_end_early(dig, paper_speed)
     # And the mirror: a lead-out longer than the standard's starts every lead early, and the rows' traces run on past
     # their cells. (Looked for where the table keeps the physics only: a reading that breaks it is searched anyway.)
-    late_rows = False
     if not guessed and "pulse_top_mm" in dig.quality and before >= PLACEMENT_SEARCH_BELOW_DB:
         late = _rows_end_late(dig, paper, fit, pulses, paper_speed)
         if late is not None:
             dig.quality["rows_end_late_s"] = round(late, 3)
-            guessed = late_rows = True
+            guessed = True
     # The physics cannot see a gap between columns either (each column keeps its laws): where every later column's
     # cells miss ink and the first column's do not, the page is searched, and its placement wins on ink read.
     table_unread = _column_unread_mm(dig, paper_speed)
@@ -399,8 +398,7 @@ def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: 
         # a table reading whose rows end short of their traces is off whatever its physics says (the pulses' lead-out
         # flats it reads as the leads' starts keep the laws): the page's, placed where the rows end, wins while it keeps
         # both laws (labels printed on the trace after the pulse weigh on them more where the leads start right)
-        anchored |= (late_rows and "rows_end_late_s" in again.quality.get("placed_by_pulses", {})
-                     and score >= RELIABLE_MIN_DB)
+        anchored |= "rows_end_late_s" in again.quality.get("placed_by_pulses", {}) and score >= RELIABLE_MIN_DB
         if score >= best_score or (reads_more and best is dig) or (anchored and best is dig):
             best, best_score, chosen = again, max(score, best_score), found
     if chosen is not None:  # chosen on the search's steps, kept at the refined placement
@@ -469,9 +467,11 @@ def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: lis
     end."""
     late = []
     for box, (_, xy) in zip(dig.leads, dig.traces):
-        uv = fit.to_paper(xy) if len(xy) else np.zeros((0, 2))
+        if box.t1 < RECORD_S - 1e-9 or len(xy) < 2:
+            continue
+        uv = fit.to_paper(xy)
         uv = uv[np.isfinite(uv).all(axis=1)]
-        if box.t1 < RECORD_S - 1e-9 or len(uv) < 2:
+        if len(uv) < 2:
             continue
         end_u = float(fit.to_paper(box.quad[[1, 3]])[:, 0].mean())
         tail = uv[uv[:, 0] >= uv[:, 0].max() - ROW_END_SPAN_MM]
@@ -484,9 +484,8 @@ def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: lis
         empty = np.flatnonzero(~bins[:-1] & ~bins[1:])  # two empty steps in a row end the run
         run = int(empty[0]) if empty.size else bins.size
         late.append(run * ROW_END_STEP_MM / paper_speed)
-    if len(late) < 2 or float(np.quantile(late, 0.25)) < ROWS_END_LATE_S:
-        return None
-    return float(np.quantile(late, 0.25))
+    quartile = float(np.quantile(late, 0.25)) if len(late) >= 2 else 0.0
+    return quartile if quartile >= ROWS_END_LATE_S else None
 
 
 def _origin_guessed(dig: DigitizedEcg, layout_flags: list[str]) -> bool:
@@ -570,16 +569,17 @@ def _page_reading(name: str, dig: DigitizedEcg, paper: PaperInk, fit: GridFit,
     if top is not None and not _origin_guessed(dig, layout_flags) and all(
             _opens_row(strips[r], u_start, row_pulses[r], pulse_at) for r in law_rows):
         span = (pulse_at + float(top[1]), x0_table + PULSE_ANCHOR_MM)
+    by_pulses: dict[str, float] = {}
     late = dig.quality.get("rows_end_late_s")
     if span is not None and late is not None:
         # the table's rows end short of their traces (a lead-out longer than the standard's): the origin lies about
         # as much later, where the rows' ends put it
         shifted = x0_table + late * paper_speed
         span = (shifted - PULSE_ANCHOR_MM, shifted + PULSE_ANCHOR_MM)
+        by_pulses["rows_end_late_s"] = late
     # Else pulses of any width and shape (ecgcore.read.placement.band_pulses) do alike: those that open the law rows
     # bound the origin to after their fall, at most a lead-out flat later; those before every column give the gap.
     each_column = PULSE_EACH_COLUMN in layout_flags
-    by_pulses: dict[str, float] = {} if span is None or late is None else {"rows_end_late_s": late}
     after = None  # where the opening pulses' falls end (mm), when found
     if span is None:
         any_width = _row_pulses(paper, rows, min(row_pitch, 20.0), u_start, strips.shape[1], gain, paper_speed)

@@ -54,10 +54,10 @@ def grid_coloured_lines(rgb: np.ndarray, class_map: np.ndarray) -> np.ndarray:
     """Boolean mask (H, W) of the curve pixels that are vertical grid lines by their colour; all False when the
     page's grid and trace colours cannot be told apart or a class has too few pixels to measure."""
     curve = class_map == CURVE
-    none = np.zeros(class_map.shape, bool)
+    mask = np.zeros(class_map.shape, bool)
     grid = (class_map == GRID_X) | (class_map == GRID_Y)
     if min(int(curve.sum()), int(grid.sum())) < MIN_PIXELS:
-        return none
+        return mask
     paper = local_paper(rgb)
     gy, gx = np.nonzero(grid)
     step = max(1, gy.size // MAX_SAMPLE)
@@ -68,23 +68,23 @@ def grid_coloured_lines(rgb: np.ndarray, class_map: np.ndarray) -> np.ndarray:
     d, dark = _direction(rgb[ys, xs], paper[ys, xs])
     darkest = d[dark >= np.quantile(dark, 1.0 - TRACE_DARKEST_SHARE)]
     if grid_dirs.shape[0] < MIN_PIXELS // 4 or darkest.shape[0] < MIN_PIXELS // 4:
-        return none
+        return mask
     grid_dir = _unit(np.median(grid_dirs, axis=0))
     trace_dir = _unit(np.median(darkest, axis=0))
     if float(grid_dir @ trace_dir) > MAX_GRID_TRACE_COS:
-        return none
+        return mask
     to_grid = d @ grid_dir
     like = (dark >= MIN_DARKNESS) & (to_grid >= GRID_LIKE_MIN_COS) & (to_grid >= d @ trace_dir + GRID_LIKE_MARGIN)
     if not like.any():
-        return none
+        return mask
     h, w = class_map.shape
     count = np.bincount(xs[like], minlength=w).astype(np.int64)
     wide = count + np.r_[0, count[:-1]] + np.r_[count[1:], 0]  # a line may straddle two pixel columns
     line = wide >= LINE_MIN_SHARE * h
     line = line | np.r_[False, line[:-1]] | np.r_[line[1:], False]
     keep = like & line[xs]
-    none[ys[keep], xs[keep]] = True
-    return none
+    mask[ys[keep], xs[keep]] = True
+    return mask
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
