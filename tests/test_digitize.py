@@ -411,6 +411,36 @@ def test_rows_ends_place_the_origin_where_labels_read_as_trace_mislead_the_physi
     assert np.nanmedian(snr) > 10, np.round(snr, 1)
 
 
+def test_row_starts_that_break_the_laws_are_left_unread(synthetic):
+    """A printer's label or filter hook joined to each row's first millimetres is read as a spike at 0 s, unlike in
+    each row (real ecg00010: Einthoven 0.5 dB). The reading without each row's first 0.12 s keeps both laws: it is
+    taken, with those samples NaN, the overlay's paths without them, and the leads shown twice compared again (the
+    rhythm strip's II and the 3x4's II differ only where the strokes stand)."""
+    px_per_mm, pulse_mm = 6.0, make_layout("3x4+II").pulse_mm
+    paper = render(synthetic, "3x4+II", PaperOptions(px_per_mm=px_per_mm))
+    assert "row_starts_unread_s" not in digitize(paper.mask).quality
+    mask = paper.mask.copy()
+    starts = [box for box in paper.leads if box.t0 == 0]
+    for box, height_mm in zip(starts, (10, 3, 12, 12)):  # I, II, III, the rhythm strip's II
+        x = int(round(box.quad[0, 0] + (pulse_mm + 2.5) * px_per_mm))  # 0.1 s into the row
+        y0, y1 = int(box.quad[0, 1]), int(box.quad[2, 1])
+        top = int(np.flatnonzero(mask[y0:y1, x] == CURVE).min()) + y0
+        mask[top - int(height_mm * px_per_mm): top, x: x + 3] = CURVE
+    dig = digitize(mask)
+    assert dig.quality["row_starts_unread_s"] == 0.12
+    assert dig.quality["einthoven_db"] > 15 and dig.quality["goldberger_db"] > 15, dig.quality
+    assert dig.quality["repeats_r"]["II"] > 0.99 and "repeated_leads_disagree" not in dig.quality["flags"]
+    for name in ("I", "II", "III"):
+        assert np.isnan(dig.lead(name)[:12]).all() and np.isfinite(dig.lead(name)[12:250]).all()
+    assert np.isfinite(dig.lead("aVR")[250:262]).all()  # a later column's start is no row's start
+    snr = _snr(synthetic, dig)
+    assert min(snr[LEAD_INDEX[name]] for name in ("I", "II", "III")) > 15, np.round(snr, 1)
+    fit_u = [(box, xy) for box, (_, xy) in zip(dig.leads, dig.traces) if box.t0 == 0]
+    for box, xy in fit_u:  # the path drawn starts where the reading does: 0.12 s (3 mm) after the pulse
+        drawn = xy[np.isfinite(xy).all(axis=1)]
+        assert drawn[:, 0].min() >= box.quad[0, 0] + (pulse_mm + 2.8) * px_per_mm, box.name
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 

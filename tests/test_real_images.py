@@ -11,7 +11,7 @@ from pipelines.digitize import main
 # Readings that keep both laws at >= 5 dB today (docs/reading.md, "Real printouts"): a change that loses one of them
 # is a regression on real paper, whatever it gains on PTB-V.
 CONSISTENT_TODAY = {"ecg00002", "ecg00015", "ecg00024", "ecg00047"}
-MIN_CONSISTENT = 4
+MIN_CONSISTENT = 5  # of six (ecg00005 and ecg00010 keep them within 0.5 dB of the bound)
 
 
 def test_the_real_images_keep_the_limb_lead_physics_they_keep_today(real_images_dir, tmp_path):

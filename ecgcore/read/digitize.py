@@ -124,6 +124,7 @@ from ecgcore.read.trace import (
     PULSE_FLAT_MM,
     PULSE_OTHER_SHAPE,
     REPEAT_R_SAME,
+    REPEATS_DISAGREE,
     RUN_SPLIT_MM,
     TOUCH_PX,
     cell_columns,
@@ -133,6 +134,8 @@ from ecgcore.read.trace import (
     longest_run,
     pulse_levels,
     read_cells,
+    repeat_agreement,
+    repeats_disagree,
     resample,
     standard_gain,
     standard_pulse_mm,
@@ -193,6 +196,12 @@ PULSE_LEAD_OUT_MAX_S = 0.2
 PULSE_BAND_BELOW_MM = 2.0  # a pulse rises from its row's level: its ink is looked for down to this below it
 PULSE_FALL_CLEAR_MM = 0.25  # the first lead is read from this far after the fall's stroke (its ink is no trace)
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
+# A reading that breaks a limb-lead law is read without each row's first ROW_START_UNREAD_S (the shortest that does)
+# where that keeps both laws and lifts the weaker by ROW_START_UNREAD_GAIN_DB: printers put their labels, filter
+# hooks and pulses' falls at the rows' starts, joined to the trace (real ecg00010: each row's label read as a spike's
+# broken-off tip at 0 s, Einthoven 0.5 dB, 5.2 without the first 0.12 s).
+ROW_START_UNREAD_S = (0.04, 0.08, 0.12, 0.16)
+ROW_START_UNREAD_GAIN_DB = 3.0
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
 
@@ -254,7 +263,8 @@ def digitize(
         if dig is alt:  # the twin's own cells: its later columns may or may not start at a found pulse
             layout_flags = alt_flags
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
-    return _checked(_as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags))
+    dig = _as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
+    return _checked(_row_starts_unread(dig, fit))
 
 
 def _read_placed(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tuple[float, float], lay: Layout,
@@ -327,6 +337,60 @@ def _checked(dig: DigitizedEcg) -> DigitizedEcg:
         dig.quality["flags"] = [*dig.quality.get("flags", []), "limb_leads_inconsistent"]
         dig.quality["ok"] = False
     return dig
+
+
+def _row_starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
+    """``dig`` with each row's first seconds unread (NaN, and left out of the overlay's paths) where that makes a
+    reading that breaks a limb-lead law keep both (see ROW_START_UNREAD_S; ``quality.row_starts_unread_s``); else
+    ``dig``. A row starts at a cell whose window starts at 0 s (the first column of every layout; every cell of
+    seed-3x4, each of which opens with its own pulse)."""
+    laws = limb_consistency(dig.signal, dig.fs)
+    if any(db is None for db in laws.values()) or min(laws.values()) >= RELIABLE_MIN_DB:
+        return dig
+    weaker = min(laws.values())
+    starts = [i for i, box in enumerate(dig.leads) if box.t0 <= 1e-9]
+    for trim_s in ROW_START_UNREAD_S:
+        n = row_start_samples(dig.fs, trim_s)
+        signal = dig.signal.copy()
+        for i in starts:
+            signal[:n, LEAD_INDEX[dig.leads[i].name]] = np.nan
+        trimmed = limb_consistency(signal, dig.fs)
+        if all(db is not None and db >= RELIABLE_MIN_DB for db in trimmed.values()) and \
+                min(trimmed.values()) >= weaker + ROW_START_UNREAD_GAIN_DB:
+            dig.signal = signal
+            dig.quality["row_starts_unread_s"] = trim_s
+            cell_values = list(dig.cell_values)
+            for i in starts:
+                box = dig.leads[i]
+                lead, xy = dig.traces[i]
+                if i < len(cell_values) and cell_values[i][0] == box.name:
+                    lead_i, i0, values = cell_values[i]
+                    values = values.copy()
+                    values[: max(0, n - i0)] = np.nan
+                    cell_values[i] = (lead_i, i0, values)
+                if lead != box.name or not len(xy):
+                    continue
+                # the box's right edge is its window's end: its read stretch starts (t1 - t0) before it
+                u_end = float(fit.to_paper(box.quad)[:, 0].max())
+                unread_to = u_end - (box.t1 - box.t0 - (n - 0.5) / dig.fs) * dig.paper_speed
+                unread = fit.to_paper(xy)[:, 0] < unread_to
+                if unread.any():
+                    xy = xy.copy()
+                    xy[unread] = np.nan
+                    dig.traces[i] = (lead, xy)
+            _set_repeats(dig, cell_values)
+            return dig
+    return dig
+
+
+def _set_repeats(dig: DigitizedEcg, cell_values: list[tuple[str, int, np.ndarray]]) -> None:
+    """``dig``'s cells' own readings set to ``cell_values``, its repeated leads' agreement measured again on them."""
+    dig.cell_values = cell_values
+    repeats = repeat_agreement(cell_values, dig.fs)
+    dig.quality["repeats_r"] = {name: round(r, 4) for name, r in repeats.items()}
+    dig.quality["repeats_r_median"] = round(float(np.median(list(repeats.values()))), 4) if repeats else None
+    flags = [f for f in dig.quality.get("flags", []) if f != REPEATS_DISAGREE]
+    dig.quality["flags"] = flags + ([REPEATS_DISAGREE] if repeats_disagree(repeats) else [])
 
 
 def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],

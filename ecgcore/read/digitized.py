@@ -30,6 +30,9 @@ class DigitizedEcg:
     grid: dict[str, Any] = field(default_factory=dict)
     traces: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (lead, (m, 2) image px) for overlays
     class_map: np.ndarray | None = None  # the segmentation it was read from, when digitize_photo made it
+    # each cell's own reading before cells of one lead are merged: (lead, first sample, values at fs), in ``leads``'
+    # order; the leads a layout shows twice are compared on them
+    cell_values: list[tuple[str, int, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def duration_s(self) -> float:

@@ -34,6 +34,7 @@ PULSE_LEVEL_SHARE = 0.15  # each of a pulse's two levels holds at least this sha
 # A lead shown twice (3x4+3's V1, II and V5) reads the same in both places: the median Pearson r of its two readings
 # over their common seconds is at least this (different leads at the same time: rarely above 0.6).
 REPEAT_R_SAME = 0.8
+REPEATS_DISAGREE = "repeated_leads_disagree"  # the flag of a reading whose repeated leads do not
 # Viterbi costs (per column unless named): see track_all.
 JUMP_COST_PER_MM = 0.3
 GAP_COST = 0.3  # a column skipped
@@ -155,7 +156,7 @@ def read_cells(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tup
     return DigitizedEcg(
         signal=signal, fs=fs, layout=layout, rotation_deg=fit.rotation_deg, px_per_mm=fit.px_per_mm,
         leads=leads_out, quality=quality, paper_speed=paper_speed, gain=used_gain, layout_source=source,
-        grid=grid, traces=traces,
+        grid=grid, traces=traces, cell_values=[(cell.lead, i0, values) for cell, _, values, i0 in per_cell_quality],
     )
 
 
@@ -624,11 +625,11 @@ def _quality(signal: np.ndarray, per_cell: list, fit: GridFit, layout_flags: lis
         entry["coverage"] = round(max((c["coverage"] for c in cells), default=0.0), 4)
         entry["flags"] = sorted({f for c in cells for f in c["flags"]}) if cells else ["not_shown"]
         entry["ok"] = bool(cells) and not entry["flags"]
-    repeats = _repeat_agreement(per_cell, fs)
+    repeats = repeat_agreement([(cell.lead, i0, values) for cell, _, values, i0 in per_cell], fs)
     n_ok = sum(1 for e in leads.values() if e["ok"])
     overall_flags = list(layout_flags)
-    if repeats and float(np.median(list(repeats.values()))) < REPEAT_R_SAME:
-        overall_flags.append("repeated_leads_disagree")
+    if repeats_disagree(repeats):
+        overall_flags.append(REPEATS_DISAGREE)
     if fit.residual_mm > 0.35:
         overall_flags.append("grid_fit_poor")
     if measured_gains and used_gain != given_gain:
@@ -644,12 +645,17 @@ def _quality(signal: np.ndarray, per_cell: list, fit: GridFit, layout_flags: lis
     }
 
 
-def _repeat_agreement(per_cell: list, fs: int) -> dict[str, float]:
+def repeats_disagree(repeats: dict[str, float]) -> bool:
+    """Whether the leads a layout shows twice read differently in their two places (median r below REPEAT_R_SAME)."""
+    return bool(repeats) and float(np.median(list(repeats.values()))) < REPEAT_R_SAME
+
+
+def repeat_agreement(cell_values: list[tuple[str, int, np.ndarray]], fs: int) -> dict[str, float]:
     """For each lead shown in two cells (II in 3x4+II; V1, II, V5 in 3x4+3): the Pearson r of the two readings over
-    the samples both have (at least half a second)."""
+    the samples both have (at least half a second). ``cell_values``: each cell's (lead, first sample, values)."""
     by_lead: dict[str, list] = {}
-    for cell, _, values, i0 in per_cell:
-        by_lead.setdefault(cell.lead, []).append((i0, values))
+    for lead, i0, values in cell_values:
+        by_lead.setdefault(lead, []).append((i0, values))
     out: dict[str, float] = {}
     for lead, cells in by_lead.items():
         if len(cells) < 2:
