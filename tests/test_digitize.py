@@ -441,6 +441,49 @@ def test_row_starts_that_break_the_laws_are_left_unread(synthetic):
         assert drawn[:, 0].min() >= box.quad[0, 0] + (pulse_mm + 2.8) * px_per_mm, box.name
 
 
+def test_cell_starts_that_break_the_laws_are_left_unread(synthetic):
+    """Labels printed on the trace after a lead change, further in than the 0.08 s the reader leaves unread there:
+    strokes 0.14 s into aVR, aVL and aVF, unlike in each, break Goldberger (-1.8 dB, aVF read at 1.8 dB). Each cell's
+    first 0.16 s left unread keeps both laws (the row starts alone do not: they hold no stroke)."""
+    px_per_mm = 6.0
+    paper = render(synthetic, "3x4+II", PaperOptions(px_per_mm=px_per_mm))
+    mask = paper.mask.copy()
+    second = [box for box in paper.leads if abs(box.t0 - 2.5) < 1e-6]
+    for box, height_mm in zip(second, (10, 3, 12)):  # aVR, aVL, aVF
+        x = int(round(box.quad[0, 0] + 3.5 * px_per_mm))
+        y0, y1 = int(box.quad[0, 1]), int(box.quad[2, 1])
+        top = int(np.flatnonzero(mask[y0:y1, x] == CURVE).min()) + y0
+        mask[top - int(height_mm * px_per_mm): top, x: x + 3] = CURVE
+    dig = digitize(mask)
+    assert dig.quality["cell_starts_unread_s"] == 0.16 and "row_starts_unread_s" not in dig.quality, dig.quality
+    assert dig.quality["goldberger_db"] > 15, dig.quality
+    snr = _snr(synthetic, dig)
+    assert min(snr[LEAD_INDEX[name]] for name in ("aVR", "aVL", "aVF")) > 15, np.round(snr, 1)
+    assert np.isnan(dig.lead("aVR")[258:266]).all() and np.isfinite(dig.lead("aVR")[275:490]).all()
+    assert np.isnan(dig.lead("II")[:16]).all() and np.isfinite(dig.lead("II")[16:990]).all()  # both its cells
+
+
+def test_a_cell_start_left_unread_keeps_the_other_cell_of_its_lead():
+    """3x4+3 shows V1 in its third column (5 s on) and in a 10 s rhythm strip; read_cells averages them where both are
+    read. With the column's start unread, those samples are the strip's reading alone."""
+    from ecgcore.layouts import LeadBox
+    from ecgcore.read.digitize import _without_cell_starts
+
+    fs, quad = 100, np.zeros((4, 2))
+    strip, column = np.linspace(0.0, 1.0, 1000), np.full(242, 2.0)
+    signal = np.full((1000, 12), np.nan)
+    signal[:, LEAD_INDEX["V1"]] = strip
+    signal[508:750, LEAD_INDEX["V1"]] = (strip[508:750] + column) / 2
+    dig = DigitizedEcg(signal, fs, "3x4+3", 0.0, 5.0, [LeadBox("V1", quad, 5.08, 7.5), LeadBox("V1", quad, 0.0, 10.0)],
+                       {}, cell_values=[("V1", 508, column), ("V1", 0, strip)])
+    unread = [("V1", 508, np.concatenate([np.full(16, np.nan), column[16:]])), ("V1", 0, strip)]
+    out = _without_cell_starts(dig, unread, [0], 16)[:, LEAD_INDEX["V1"]]
+    np.testing.assert_allclose(out[508:524], strip[508:524])
+    np.testing.assert_allclose(out[524:750], signal[524:750, LEAD_INDEX["V1"]])
+    assert np.isnan(_without_cell_starts(dig, [unread[0], ("V1", 0, np.full(1000, np.nan))], [0, 1], 16)[508:524,
+                    LEAD_INDEX["V1"]]).all()
+
+
 def test_wfdb_record_and_json(tmp_path, synthetic):
     import wfdb
 

@@ -196,10 +196,11 @@ PULSE_LEAD_OUT_MAX_S = 0.2
 PULSE_BAND_BELOW_MM = 2.0  # a pulse rises from its row's level: its ink is looked for down to this below it
 PULSE_FALL_CLEAR_MM = 0.25  # the first lead is read from this far after the fall's stroke (its ink is no trace)
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
-# A reading that breaks a limb-lead law is read without each row's first ROW_START_UNREAD_S (the shortest that does)
-# where that keeps both laws and lifts the weaker by ROW_START_UNREAD_GAIN_DB: printers put their labels, filter
-# hooks and pulses' falls at the rows' starts, joined to the trace (real ecg00010: each row's label read as a spike's
-# broken-off tip at 0 s, Einthoven 0.5 dB, 5.2 without the first 0.12 s).
+# A reading that breaks a limb-lead law is read without each row's first ROW_START_UNREAD_S (the shortest that does),
+# else each cell's, where that keeps both laws and lifts the weaker by ROW_START_UNREAD_GAIN_DB: printers put their
+# labels, filter hooks and pulses' falls at the rows' starts, joined to the trace (real ecg00010: each row's label
+# read as a spike's broken-off tip at 0 s, Einthoven 0.5 dB, 5.2 without the first 0.12 s), and labels and marks
+# after each lead change.
 ROW_START_UNREAD_S = (0.04, 0.08, 0.12, 0.16)
 ROW_START_UNREAD_GAIN_DB = 3.0
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
@@ -264,7 +265,7 @@ def digitize(
             layout_flags = alt_flags
     dig = _placed_from_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
     dig = _as_limb_page(dig, paper, fit, offset, pulses, paper_speed, gain, layout_flags)
-    return _checked(_row_starts_unread(dig, fit))
+    return _checked(_starts_unread(dig, fit))
 
 
 def _read_placed(paper: PaperInk, fit: GridFit, cells: list[LeadCell], offset: tuple[float, float], lay: Layout,
@@ -339,48 +340,78 @@ def _checked(dig: DigitizedEcg) -> DigitizedEcg:
     return dig
 
 
-def _row_starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
-    """``dig`` with each row's first seconds unread (NaN, and left out of the overlay's paths) where that makes a
-    reading that breaks a limb-lead law keep both (see ROW_START_UNREAD_S; ``quality.row_starts_unread_s``); else
-    ``dig``. A row starts at a cell whose window starts at 0 s (the first column of every layout; every cell of
-    seed-3x4, each of which opens with its own pulse)."""
+def _starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
+    """``dig`` with the first seconds of each row, else of each cell, unread (NaN, and left out of the overlay's
+    paths) where that makes a reading that breaks a limb-lead law keep both (see ROW_START_UNREAD_S;
+    ``quality.row_starts_unread_s`` or ``cell_starts_unread_s``); else ``dig``. A row starts at a cell whose window
+    starts at 0 s (the first column of every layout; every cell of seed-3x4, each of which opens with its own
+    pulse); printers put labels and marks after each lead change too, past the reader's LEAD_CHANGE_TRIM_S."""
     laws = limb_consistency(dig.signal, dig.fs)
     if any(db is None for db in laws.values()) or min(laws.values()) >= RELIABLE_MIN_DB:
         return dig
     weaker = min(laws.values())
-    starts = [i for i, box in enumerate(dig.leads) if box.t0 <= 1e-9]
-    for trim_s in ROW_START_UNREAD_S:
-        n = row_start_samples(dig.fs, trim_s)
-        signal = dig.signal.copy()
-        for i in starts:
-            signal[:n, LEAD_INDEX[dig.leads[i].name]] = np.nan
-        trimmed = limb_consistency(signal, dig.fs)
-        if all(db is not None and db >= RELIABLE_MIN_DB for db in trimmed.values()) and \
-                min(trimmed.values()) >= weaker + ROW_START_UNREAD_GAIN_DB:
-            dig.signal = signal
-            dig.quality["row_starts_unread_s"] = trim_s
-            cell_values = list(dig.cell_values)
-            for i in starts:
-                box = dig.leads[i]
-                lead, xy = dig.traces[i]
-                if i < len(cell_values) and cell_values[i][0] == box.name:
-                    lead_i, i0, values = cell_values[i]
-                    values = values.copy()
-                    values[: max(0, n - i0)] = np.nan
-                    cell_values[i] = (lead_i, i0, values)
-                if lead != box.name or not len(xy):
-                    continue
-                # the box's right edge is its window's end: its read stretch starts (t1 - t0) before it
-                u_end = float(fit.to_paper(box.quad)[:, 0].max())
-                unread_to = u_end - (box.t1 - box.t0 - (n - 0.5) / dig.fs) * dig.paper_speed
-                unread = fit.to_paper(xy)[:, 0] < unread_to
-                if unread.any():
-                    xy = xy.copy()
-                    xy[unread] = np.nan
-                    dig.traces[i] = (lead, xy)
-            _set_repeats(dig, cell_values)
-            return dig
+    rows = [i for i, box in enumerate(dig.leads) if box.t0 <= 1e-9]
+    for key, starts in (("row_starts_unread_s", rows), ("cell_starts_unread_s", list(range(len(dig.leads))))):
+        if key == "cell_starts_unread_s" and len(starts) == len(rows):
+            break  # every cell starts a row
+        for trim_s in ROW_START_UNREAD_S:
+            n = row_start_samples(dig.fs, trim_s)
+            cell_values = _cells_unread_from_start(dig.cell_values, starts, n)
+            signal = _without_cell_starts(dig, cell_values, starts, n)
+            trimmed = limb_consistency(signal, dig.fs)
+            if all(db is not None and db >= RELIABLE_MIN_DB for db in trimmed.values()) and \
+                    min(trimmed.values()) >= weaker + ROW_START_UNREAD_GAIN_DB:
+                dig.signal = signal
+                dig.quality[key] = trim_s
+                for i in starts:
+                    box = dig.leads[i]
+                    lead, xy = dig.traces[i]
+                    if lead != box.name or not len(xy):
+                        continue
+                    # the box's right edge is its window's end: its read stretch starts (t1 - t0) before it
+                    u_end = float(fit.to_paper(box.quad)[:, 0].max())
+                    unread_to = u_end - (box.t1 - box.t0 - (n - 0.5) / dig.fs) * dig.paper_speed
+                    unread = fit.to_paper(xy)[:, 0] < unread_to
+                    if unread.any():
+                        xy = xy.copy()
+                        xy[unread] = np.nan
+                        dig.traces[i] = (lead, xy)
+                _set_repeats(dig, cell_values)
+                return dig
     return dig
+
+
+def _cells_unread_from_start(cell_values: list[tuple[str, int, np.ndarray]], which: list[int],
+                             n: int) -> list[tuple[str, int, np.ndarray]]:
+    """``cell_values`` (DigitizedEcg.cell_values) with the first ``n`` samples of the cells ``which`` set to NaN."""
+    out = list(cell_values)
+    for i in which:
+        if i < len(out):
+            lead, i0, values = out[i]
+            values = values.copy()
+            values[:n] = np.nan
+            out[i] = (lead, i0, values)
+    return out
+
+
+def _without_cell_starts(dig: DigitizedEcg, cell_values: list[tuple[str, int, np.ndarray]], which: list[int],
+                         n: int) -> np.ndarray:
+    """``dig.signal`` with the first ``n`` samples of the cells ``which`` read again from ``cell_values`` (those
+    cells' starts unread): where another cell shows the lead then, its reading alone (read_cells averages them)."""
+    signal = dig.signal.copy()
+    for i in which:
+        if i >= len(cell_values):
+            continue
+        lead, i0, _ = cell_values[i]
+        j, stop = LEAD_INDEX[lead], min(i0 + n, signal.shape[0])
+        signal[i0:stop, j] = np.nan
+        for other, (lead_o, o0, values) in enumerate(cell_values):
+            if lead_o != lead or other == i:
+                continue
+            k = np.arange(max(i0, o0), min(stop, o0 + len(values)))
+            v = values[k - o0]
+            signal[k[np.isfinite(v)], j] = v[np.isfinite(v)]  # a layout shows a lead in two cells at most
+    return signal
 
 
 def _set_repeats(dig: DigitizedEcg, cell_values: list[tuple[str, int, np.ndarray]]) -> None:
