@@ -134,8 +134,8 @@ from ecgcore.read.trace import (
     longest_run,
     pulse_levels,
     read_cells,
-    repeat_agreement,
     repeats_disagree,
+    repeats_report,
     resample,
     standard_gain,
     standard_pulse_mm,
@@ -196,13 +196,13 @@ PULSE_LEAD_OUT_MAX_S = 0.2
 PULSE_BAND_BELOW_MM = 2.0  # a pulse rises from its row's level: its ink is looked for down to this below it
 PULSE_FALL_CLEAR_MM = 0.25  # the first lead is read from this far after the fall's stroke (its ink is no trace)
 PULSE_EACH_COLUMN = "pulse_before_each_column"  # flag: later columns start with a pulse of their own
-# A reading that breaks a limb-lead law is read without each row's first ROW_START_UNREAD_S (the shortest that does),
-# else each cell's, where that keeps both laws and lifts the weaker by ROW_START_UNREAD_GAIN_DB: printers put their
+# A reading that breaks a limb-lead law is read without each row's first STARTS_UNREAD_S (the shortest that does),
+# else each cell's, where that keeps both laws and lifts the weaker by STARTS_UNREAD_GAIN_DB: printers put their
 # labels, filter hooks and pulses' falls at the rows' starts, joined to the trace (real ecg00010: each row's label
 # read as a spike's broken-off tip at 0 s, Einthoven 0.5 dB, 5.2 without the first 0.12 s), and labels and marks
 # after each lead change.
-ROW_START_UNREAD_S = (0.04, 0.08, 0.12, 0.16)
-ROW_START_UNREAD_GAIN_DB = 3.0
+STARTS_UNREAD_S = (0.04, 0.08, 0.12, 0.16)
+STARTS_UNREAD_GAIN_DB = 3.0
 MAX_LEAD_BOXES = 24  # lead boxes a person may give (a page shows at most 15 cells)
 MAX_RECORD_S = 60.0  # a lead box ends by then (printouts show 10 s; a long rhythm strip 20-40 s)
 
@@ -342,7 +342,7 @@ def _checked(dig: DigitizedEcg) -> DigitizedEcg:
 
 def _starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
     """``dig`` with the first seconds of each row, else of each cell, unread (NaN, and left out of the overlay's
-    paths) where that makes a reading that breaks a limb-lead law keep both (see ROW_START_UNREAD_S;
+    paths) where that makes a reading that breaks a limb-lead law keep both (see STARTS_UNREAD_S;
     ``quality.row_starts_unread_s`` or ``cell_starts_unread_s``); else ``dig``. A row starts at a cell whose window
     starts at 0 s (the first column of every layout; every cell of seed-3x4, each of which opens with its own
     pulse); printers put labels and marks after each lead change too, past the reader's LEAD_CHANGE_TRIM_S."""
@@ -354,13 +354,13 @@ def _starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
     for key, starts in (("row_starts_unread_s", rows), ("cell_starts_unread_s", list(range(len(dig.leads))))):
         if key == "cell_starts_unread_s" and len(starts) == len(rows):
             break  # every cell starts a row
-        for trim_s in ROW_START_UNREAD_S:
+        for trim_s in STARTS_UNREAD_S:
             n = row_start_samples(dig.fs, trim_s)
             cell_values = _cells_unread_from_start(dig.cell_values, starts, n)
             signal = _without_cell_starts(dig, cell_values, starts, n)
             trimmed = limb_consistency(signal, dig.fs)
             if all(db is not None and db >= RELIABLE_MIN_DB for db in trimmed.values()) and \
-                    min(trimmed.values()) >= weaker + ROW_START_UNREAD_GAIN_DB:
+                    min(trimmed.values()) >= weaker + STARTS_UNREAD_GAIN_DB:
                 dig.signal = signal
                 dig.quality[key] = trim_s
                 for i in starts:
@@ -417,11 +417,9 @@ def _without_cell_starts(dig: DigitizedEcg, cell_values: list[tuple[str, int, np
 def _set_repeats(dig: DigitizedEcg, cell_values: list[tuple[str, int, np.ndarray]]) -> None:
     """``dig``'s cells' own readings set to ``cell_values``, its repeated leads' agreement measured again on them."""
     dig.cell_values = cell_values
-    repeats = repeat_agreement(cell_values, dig.fs)
-    dig.quality["repeats_r"] = {name: round(r, 4) for name, r in repeats.items()}
-    dig.quality["repeats_r_median"] = round(float(np.median(list(repeats.values()))), 4) if repeats else None
+    dig.quality.update(repeats_report(cell_values, dig.fs))
     flags = [f for f in dig.quality.get("flags", []) if f != REPEATS_DISAGREE]
-    dig.quality["flags"] = flags + ([REPEATS_DISAGREE] if repeats_disagree(repeats) else [])
+    dig.quality["flags"] = flags + ([REPEATS_DISAGREE] if repeats_disagree(dig.quality["repeats_r"]) else [])
 
 
 def _placed_from_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tuple[float, float],

@@ -625,10 +625,10 @@ def _quality(signal: np.ndarray, per_cell: list, fit: GridFit, layout_flags: lis
         entry["coverage"] = round(max((c["coverage"] for c in cells), default=0.0), 4)
         entry["flags"] = sorted({f for c in cells for f in c["flags"]}) if cells else ["not_shown"]
         entry["ok"] = bool(cells) and not entry["flags"]
-    repeats = repeat_agreement([(cell.lead, i0, values) for cell, _, values, i0 in per_cell], fs)
+    repeats = repeats_report([(cell.lead, i0, values) for cell, _, values, i0 in per_cell], fs)
     n_ok = sum(1 for e in leads.values() if e["ok"])
     overall_flags = list(layout_flags)
-    if repeats_disagree(repeats):
+    if repeats_disagree(repeats["repeats_r"]):
         overall_flags.append(REPEATS_DISAGREE)
     if fit.residual_mm > 0.35:
         overall_flags.append("grid_fit_poor")
@@ -639,10 +639,16 @@ def _quality(signal: np.ndarray, per_cell: list, fit: GridFit, layout_flags: lis
         "leads_ok": n_ok,
         "flags": overall_flags,
         "pulse_gain_mm_per_mv": round(float(np.median(measured_gains)), 3) if measured_gains else None,
-        "repeats_r": {name: round(r, 4) for name, r in repeats.items()},
-        "repeats_r_median": round(float(np.median(list(repeats.values()))), 4) if repeats else None,
+        **repeats,
         "leads": {name: leads[name] for name in LEAD_NAMES},
     }
+
+
+def repeats_report(cell_values: list[tuple[str, int, np.ndarray]], fs: int) -> dict[str, Any]:
+    """The quality report's ``repeats_r`` (repeat_agreement per lead, rounded) and ``repeats_r_median``."""
+    repeats = repeat_agreement(cell_values, fs)
+    return {"repeats_r": {name: round(r, 4) for name, r in repeats.items()},
+            "repeats_r_median": round(float(np.median(list(repeats.values()))), 4) if repeats else None}
 
 
 def repeats_disagree(repeats: dict[str, float]) -> bool:
