@@ -400,6 +400,21 @@ class TruthDigitized:
     quality: dict = field(default_factory=lambda: {"ok": True})
 
 
+def test_analyze_photo_says_when_row_starts_were_left_unread(monkeypatch, tiny_classifiers):
+    from ecgcore.read import analyze
+    from ecgcore.synth.photo import synthesize_photo
+
+    record = synthetic_record(seed=5)
+    photo = synthesize_photo(record, seed=5, layout="3x4+II", size=(800, 600))
+    signal = np.where(layout_mask("3x4+II"), record.signal, np.nan)[:1000]
+    signal[:12, :3] = np.nan
+    read = TruthDigitized(signal, 100, "3x4+II", photo.leads, quality={"ok": True, "row_starts_unread_s": 0.12})
+    monkeypatch.setattr(analyze, "_digitize", lambda class_map, layout, curve_margin=None, **kw: read)
+    result = analyze.analyze_photo(photo.image, segmenter=TruthSegmenter(photo.mask), classifiers=tiny_classifiers,
+                                   explain=False)
+    assert any("first 0.12 s of each row were left unread" in note for note in result.notes), result.notes
+
+
 class TruthSegmenter:
     def __init__(self, mask):
         self.mask = mask

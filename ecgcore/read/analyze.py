@@ -186,6 +186,10 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
     quality = getattr(dig, "quality", {}) or {}
     if not quality.get("ok", True):
         notes.append("the digitisation quality checks flagged problems; compare the digitised leads with the photo.")
+    for key, where in (("row_starts_unread_s", "each row"), ("cell_starts_unread_s", "each lead")):
+        if quality.get(key):
+            notes.append(f"the first {quality[key]:g} s of {where} were left unread (blank in the record): marks printed "
+                         "there, such as lead labels or a filter's hook, joined the trace and broke the limb-lead checks.")
     marks = quality.get("pace_marks_s") or []
     if marks:
         notes.append(f"{len(marks)} pacemaker spikes were found (drawn alike in every lead at "
