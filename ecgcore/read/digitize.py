@@ -351,9 +351,10 @@ def _starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
         return dig
     weaker = min(laws.values())
     rows = [i for i, box in enumerate(dig.leads) if box.t0 <= 1e-9]
-    for key, starts in (("row_starts_unread_s", rows), ("cell_starts_unread_s", list(range(len(dig.leads))))):
-        if key == "cell_starts_unread_s" and len(starts) == len(rows):
-            break  # every cell starts a row
+    passes = [("row_starts_unread_s", rows)]
+    if len(rows) < len(dig.leads):  # else every cell starts a row
+        passes.append(("cell_starts_unread_s", list(range(len(dig.leads)))))
+    for key, starts in passes:
         for trim_s in STARTS_UNREAD_S:
             n = row_start_samples(dig.fs, trim_s)
             cell_values = _cells_unread_from_start(dig.cell_values, starts, n)
@@ -365,17 +366,10 @@ def _starts_unread(dig: DigitizedEcg, fit: GridFit) -> DigitizedEcg:
                 dig.quality[key] = trim_s
                 for i in starts:
                     box = dig.leads[i]
-                    lead, xy = dig.traces[i]
-                    if lead != box.name or not len(xy):
-                        continue
                     # the box's right edge is its window's end: its read stretch starts (t1 - t0) before it
                     u_end = float(fit.to_paper(box.quad)[:, 0].max())
-                    unread_to = u_end - (box.t1 - box.t0 - (n - 0.5) / dig.fs) * dig.paper_speed
-                    unread = fit.to_paper(xy)[:, 0] < unread_to
-                    if unread.any():
-                        xy = xy.copy()
-                        xy[unread] = np.nan
-                        dig.traces[i] = (lead, xy)
+                    _hide_path_before(dig, fit, i, box.name,
+                                      u_end - (box.t1 - box.t0 - (n - 0.5) / dig.fs) * dig.paper_speed)
                 _set_repeats(dig, cell_values)
                 return dig
     return dig
@@ -540,15 +534,25 @@ def _unread_path_starts(dig: DigitizedEcg, fit: GridFit, cells: list[LeadCell], 
     stretch at each row's start that unread_row_starts left unread: the overlay shows what was read."""
     n = row_start_samples(dig.fs, trim_s)
     pulse_w = standard_pulse_mm(paper_speed)  # where read_cells starts a cell's time
-    for i, (cell, (lead, xy)) in enumerate(zip(cells, dig.traces)):
-        if cell.col != 0 or cell.lead != lead or not len(xy):
-            continue
-        start_u = cell.x_mm + (pulse_w if cell.pulse else 0.0)
-        unread = fit.to_paper(xy)[:, 0] < start_u + (n - 0.5) / dig.fs * paper_speed
-        if unread.any():
-            xy = xy.copy()
-            xy[unread] = np.nan
-            dig.traces[i] = (lead, xy)
+    for i, cell in enumerate(cells):
+        if cell.col == 0:
+            start_u = cell.x_mm + (pulse_w if cell.pulse else 0.0)
+            _hide_path_before(dig, fit, i, cell.lead, start_u + (n - 0.5) / dig.fs * paper_speed)
+
+
+def _hide_path_before(dig: DigitizedEcg, fit: GridFit, i: int, lead: str, until_u: float) -> None:
+    """Cell ``i``'s followed path (``dig.traces[i]``, when it is ``lead``'s) without its points left of ``until_u``
+    (paper mm): the overlay draws what was read."""
+    if i >= len(dig.traces):
+        return
+    name, xy = dig.traces[i]
+    if name != lead or not len(xy):
+        return
+    unread = fit.to_paper(xy)[:, 0] < until_u
+    if unread.any():
+        xy = xy.copy()
+        xy[unread] = np.nan
+        dig.traces[i] = (name, xy)
 
 
 def _rows_end_late(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, pulses: list[Pulse],
