@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ecgcore.train.evaluate import compare_signals, sample_digitization_scores, sample_snr, snr_db
+from ecgcore.train.evaluate import compare_signals, sample_digitization_scores, sample_snr, snr_db, subsample_timing
 
 
 def _signal(n=1000, seed=0):
@@ -33,6 +33,26 @@ def test_baseline_offset_is_ignored_and_small_shift_forgiven():
     assert np.allclose(scores.pearson_r, 1.0, atol=1e-6)
     too_late = compare_signals(true, np.roll(true, 12, axis=0), fs=100)  # 120 ms: beyond +-50 ms
     assert (too_late.snr_db < 10).all()
+
+
+def test_subsample_timing_tells_a_late_reading_from_a_wrong_shape():
+    t = np.arange(1000) / 100
+    rng = np.random.default_rng(3)
+    # sharp QRS-like spikes (where half a sample costs most) on a slow wave
+    beats = sum(np.exp(-0.5 * ((t - c) / 0.012) ** 2) for c in np.arange(0.4, 10, 0.83))
+    true = (beats + 0.2 * np.sin(2 * np.pi * 0.3 * t))[:, None] * rng.uniform(0.5, 1.5, 3)[None, :]
+    late = np.stack([np.interp(t - 0.004, t, true[:, j]) for j in range(3)], axis=1)  # drawn 4 ms late
+    whole = compare_signals(true, late, fs=100).snr_db
+    shift_s, exact = subsample_timing(true, late, fs=100)
+    assert np.allclose(shift_s, 0.004, atol=0.0011)
+    assert (exact > whole + 6).all() and (exact > 25).all()  # the score's whole samples leave 4 ms of 10
+    wrong = late + 0.3 * rng.normal(size=late.shape) * true.std(axis=0)  # a wrong shape stays wrong on time
+    _, exact_wrong = subsample_timing(true, wrong, fs=100)
+    assert (exact_wrong < 15).all()
+    est = late.copy()
+    est[:, 1] = np.nan  # a lead not shown: NaN, as in the score
+    shift_s, exact = subsample_timing(true, est, fs=100)
+    assert np.isnan(shift_s[1]) and np.isnan(exact[1]) and np.isfinite(exact[[0, 2]]).all()
 
 
 def test_only_the_plotted_window_counts():
@@ -66,7 +86,11 @@ def test_pipeline_digitization_json(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "dig.json"
     assert main(["digitization", "--data", str(tiny_dataset), "--limit", "4", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["masks"] == "truth" and "upper bound" in result["note"]
+    assert result["masks"] == "truth" and "not an upper bound" in result["note"]
+    # the timing diagnostic: within a photo pixel (800x600: ~17 ms), and whole-sample shifts are among its shifts
+    assert result["timing_error_ms_median_abs"] < 17.0
+    for row in result["per_sample"]:
+        assert abs(row["timing_ms"]) < 17.0 and row["snr_db_exact_timing"] >= row["snr_db"] - 0.01
     assert result["n_samples"] == 4 and result["n_failed"] == 0
     assert result["snr_db_median_all_leads"] > 5.0
     assert json.loads(capsys.readouterr().out)["n_samples"] == 4
