@@ -15,6 +15,7 @@ from ecgcore.read.refine import (
     break_middle_mm,
     cells_on_lead_changes,
     page_lead_change,
+    solve_placement,
     trace_end_mm,
 )
 
@@ -49,6 +50,27 @@ def test_a_row_ends_where_its_last_sample_was_drawn_less_the_pens_cap():
     sloped = trace_end_mm(_ink(image), 120.25, np.linspace(20.0, 22.0, 8), image_px_per_mm=PPM)
     assert abs(sloped - 120.37) <= 1.5 / PPM, sloped
     assert SEGMENTATION_WIDENING_PX > 0
+
+
+def test_measures_that_trade_into_a_negative_gap_still_place_the_origin():
+    # fold-9 dev 000059's kind: a 6x2 printer without gaps, the rows' ends (b = 1 gap) read a little short and the
+    # breaks' middles (b = 0.5) a little late: alone they solve to a gap of -0.1 mm and more
+    x0_true, search_x0 = 13.42, 13.75
+    ends = [(x0_true + 249.75 + e, 249.75, 1.0) for e in (-0.04, 0.02, 0.0, -0.02, 0.03, -0.01)]
+    breaks = [(x0_true + 125.0 + e, 125.0, 0.5) for e in (0.04, 0.06, 0.05, 0.07, 0.05, 0.08)]
+    x0, gap = solve_placement(ends + breaks, search_x0, 0.0)
+    assert gap == 0.0 and abs(x0 - x0_true) < 0.05
+    # 000099's kind: one wrong break (a label's gap) among a 3x4+II page's ends, some with 3 gaps, one with none
+    obs = [(x0_true + 249.75 + e, 249.75, 3.0) for e in (0.1, -0.01, -0.13)] + [(x0_true + 249.75, 249.75, 0.0),
+                                                                               (x0_true + 62.5 + 0.83, 62.5, 0.5)]
+    x0, gap = solve_placement(obs, x0_true + 0.55, 0.0)
+    assert gap == 0.0 and abs(x0 - x0_true) < 0.05
+    # measures that agree on a real gap keep it; none near the search's placement leave it as it is
+    x0, gap = solve_placement([(20.0 + 250.0 + 3 * 2.0, 250.0, 3.0), (20.0 + 62.5 + 0.5 * 2.0, 62.5, 0.5),
+                               (20.0 + 125.0 + 1.5 * 2.0, 125.0, 1.5)], 20.25, 2.25)
+    assert abs(x0 - 20.0) < 1e-6 and abs(gap - 2.0) < 1e-6
+    assert solve_placement([(30.0, 0.0, 0.0)], 20.0, 0.0) == (20.0, 0.0)
+    assert solve_placement([], 20.0, 1.0) == (20.0, 1.0)
 
 
 def test_a_break_between_columns_is_found_by_its_middle_even_with_a_tick_in_it():

@@ -33,6 +33,7 @@ import numpy as np
 from ecgcore.layouts import LeadCell
 from ecgcore.read.ink import PaperInk
 
+NEGATIVE_GAP_MM = 0.1  # a gap solved below -this is not one (within it: none)
 REFINE_MM = 0.75  # a measure this far from the search's placement is something else (a label, a mark, a crop)
 MAX_MOVE_MM = 1.5  # the origin and the gap move at most this far (the search may trade one for the other this much)
 ROW_END_SPAN_MM = 2.0  # the pen's width is measured over this much of a row's end ...
@@ -79,9 +80,18 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
                 middle = break_middle_mm(paper, strip, u_start, step_mm, expected, gap)
                 if middle is not None:
                     obs.append((middle, s * paper_speed, k + 0.5))
+    return solve_placement(obs, x0, gap)
+
+
+def solve_placement(obs: list[tuple[float, float, float]], x0: float, gap: float) -> tuple[float, float]:
+    """The origin and gap (paper mm) that measures ``obs`` put near the search's (``x0``, ``gap``): each measure
+    (y, a, b) says y = x0 + a + b * gap (a row's end: b its number of gaps; a break's middle: b half a gap more than
+    the gaps before it). Those within REFINE_MM of the search's placement are solved for both unknowns where they
+    tell the two apart (breaks and ends, or breaks at several boundaries), else for the origin alone; the result
+    moves each by at most MAX_MOVE_MM, or (x0, gap) is returned unchanged."""
     if not obs:
         return x0, gap
-    y, a, b = (np.array(v) for v in zip(*obs))
+    y, a, b = (np.array(v, np.float64) for v in zip(*obs))
     keep = np.abs(y - (x0 + a + b * gap)) <= REFINE_MM
     y, a, b = y[keep], a[keep], b[keep]
     if not y.size:
@@ -97,9 +107,14 @@ def refine_placement(paper: PaperInk, strips: np.ndarray, u_start: float, step_m
             if inliers.all() or inliers.sum() < 2 or np.ptp(b[inliers]) < 0.5:
                 break
             design, y, a, b = design[inliers], y[inliers], a[inliers], b[inliers]
+        if new_gap < -NEGATIVE_GAP_MM:
+            # No printer overlaps its columns: the measures' scatter (a pen's cap read short at the rows' ends, one
+            # break's middle a little late) traded into a negative gap. The origin alone then, at no gap; throwing
+            # the measures away left fold-9 dev pages 0.3-0.6 mm (1-2 samples) off where all of them agreed.
+            new_x0, new_gap = float(np.median(y - a)), 0.0
     else:
         new_x0, new_gap = float(np.median(y - a - b * gap)), gap
-    if abs(new_x0 - x0) > MAX_MOVE_MM or abs(new_gap - gap) > MAX_MOVE_MM or new_gap < -0.1:
+    if abs(new_x0 - x0) > MAX_MOVE_MM or abs(new_gap - gap) > MAX_MOVE_MM:
         return x0, gap
     return float(new_x0), float(max(new_gap, 0.0))
 
