@@ -143,7 +143,7 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
     from ecgcore.errors import DigitizationError
     from ecgcore.read.physics import reading_of
     from ecgcore.read.segmentation import segment_with_margin
-    from ecgcore.train.evaluate import digitize_sample, resample_record, sample_source_record, subsample_timing
+    from ecgcore.train.evaluate import digitize_sample, sample_source_record, source_signal, subsample_timing
 
     samples = _samples(args)
     segmenter = _segmenter(args) if args.masks == "predicted" else None
@@ -163,8 +163,7 @@ def evaluate_digitization(args: argparse.Namespace) -> dict[str, Any]:
             continue
         summary = scores.summary()
         reading = reading_of(dig)  # the Classify page's and the CLI's verdict on the same reading
-        true = record.signal if record.fs == dig.fs else resample_record(record.signal, record.fs, dig.fs)
-        timing_s, exact_db = subsample_timing(true, dig.signal, dig.fs)
+        timing_s, exact_db = subsample_timing(source_signal(record, dig.fs), dig.signal, dig.fs)
         row.update(detected_layout=dig.layout, layout_correct=dig.layout == sample.meta.get("layout"),
                    rotation_error_deg=round(abs(dig.rotation_deg - float(sample.meta.get("angle_deg", 0.0))), 3),
                    px_per_mm_error=round(dig.px_per_mm / float(sample.meta["px_per_mm"]) - 1.0, 5),

@@ -75,7 +75,7 @@ def compare_signals(true: np.ndarray, estimate: np.ndarray, fs: int, max_shift_s
         true, estimate = true[:, None], estimate[:, None]
     if true.shape[1] != estimate.shape[1]:
         raise ValueError(f"true has {true.shape[1]} leads but the estimate {estimate.shape[1]}.")
-    min_samples = int(min_samples if min_samples is not None else max(10, fs // 4))
+    min_samples = int(min_samples if min_samples is not None else _min_pairs(fs))
     max_shift = int(round(max_shift_s * fs))
     n_leads = true.shape[1]
     out = {k: np.full(n_leads, np.nan) for k in ("snr", "r", "rmse", "shift", "n")}
@@ -85,11 +85,7 @@ def compare_signals(true: np.ndarray, estimate: np.ndarray, fs: int, max_shift_s
             t, e = _pairs(true[:, lead], estimate[:, lead], shift)
             if t.size < min_samples:
                 continue
-            t = t - np.median(t)
-            e = e - np.median(e)
-            noise = float(np.sum((t - e) ** 2))
-            power = float(np.sum(t**2))
-            snr = 10.0 * np.log10(power / noise) if noise > 0 else np.inf
+            snr, t, e = _centred_snr(t, e)
             if best is None or snr > best[0]:
                 best = (snr, shift, t, e)
         if best is None:
@@ -102,6 +98,20 @@ def compare_signals(true: np.ndarray, estimate: np.ndarray, fs: int, max_shift_s
         if np.std(t) > 0 and np.std(e) > 0:
             out["r"][lead] = float(np.corrcoef(t, e)[0, 1])
     return LeadScores(out["snr"], out["r"], out["rmse"], out["shift"], out["n"])
+
+
+def _min_pairs(fs: int) -> int:
+    """The fewest paired samples a lead is scored on (a quarter of a second, at least 10)."""
+    return max(10, fs // 4)
+
+
+def _centred_snr(t: np.ndarray, e: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """SNR (dB) of ``e`` against ``t`` with each one's median removed (the module docstring's definition), and the
+    two centred signals."""
+    t = t - np.median(t)
+    e = e - np.median(e)
+    noise = float(np.sum((t - e) ** 2))
+    return (10.0 * np.log10(float(np.sum(t**2)) / noise) if noise > 0 else np.inf), t, e
 
 
 SUBSAMPLE_STEP = 0.1  # the timing diagnostic's shift step, in sample periods
@@ -127,20 +137,15 @@ def subsample_timing(true: np.ndarray, estimate: np.ndarray, fs: int,
     for lead in range(n_leads):
         idx = np.flatnonzero(np.isfinite(estimate[:, lead]))
         t_lead = true[:, lead]
-        if idx.size < max(10, fs // 4) or not np.isfinite(t_lead).all():
+        if idx.size < _min_pairs(fs) or not np.isfinite(t_lead).all():
             continue
         best = None
         for d in shifts:
             at = idx - d
             keep = (at >= 0) & (at <= len(true) - 1)
-            if keep.sum() < max(10, fs // 4):
+            if keep.sum() < _min_pairs(fs):
                 continue
-            t = np.interp(at[keep], grid, t_lead)
-            e = estimate[idx[keep], lead]
-            t = t - np.median(t)
-            e = e - np.median(e)
-            noise = float(np.sum((t - e) ** 2))
-            snr = 10.0 * np.log10(float(np.sum(t**2)) / noise) if noise > 0 else np.inf
+            snr, _, _ = _centred_snr(np.interp(at[keep], grid, t_lead), estimate[idx[keep], lead])
             if best is None or snr > best[0]:
                 best = (snr, d)
         if best is not None:
@@ -206,8 +211,12 @@ def digitize_sample(sample, class_map: np.ndarray | None = None, curve_margin: n
     paper = sample.meta.get("paper", {})
     dig = digitize(mask, layout=layout, fs=fs, paper_speed=float(paper.get("paper_speed", 25.0)),
                    gain=float(paper.get("gain", 10.0)), curve_margin=curve_margin)
-    true = record.signal if record.fs == fs else resample_record(record.signal, record.fs, fs)
-    return dig, compare_signals(true, dig.signal, fs)
+    return dig, compare_signals(source_signal(record, fs), dig.signal, fs)
+
+
+def source_signal(record, fs: int) -> np.ndarray:
+    """A source record's signal (n, 12) in mV at ``fs`` (resampled when the record has another rate)."""
+    return record.signal if record.fs == fs else resample_record(record.signal, record.fs, fs)
 
 
 def sample_digitization_scores(sample, class_map: np.ndarray | None = None, fs: int | None = None,
