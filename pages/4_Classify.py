@@ -287,10 +287,12 @@ show_attr = st.toggle("Shade where the signal model looked (attribution for MI)"
                       disabled=override is not None,
                       help="Integrated gradients towards MI; not available for hand-corrected boxes.")
 st.plotly_chart(ecg_paper_figure(dig.signal, dig.fs, windows=windows,
-                                 attribution=analysis.signal_attribution if show_attr and override is None else None),
+                                 attribution=analysis.signal_attribution if show_attr and override is None else None,
+                                 derived=dig.quality.get("derived")),
                 key="cls_leads", config={"displayModeBar": False})
-st.caption("Only what was read is drawn: grey stretches of a lead's window were not read, and a lead read along "
-           "less than half of its window is named so in red.")
+st.caption("Only what was read is drawn in black: grey stretches of a lead's window were not read, and a lead read "
+           "along less than half of its window is named so in red. A limb lead not read where the other two of its "
+           "law were is derived from them, as the electrocardiograph computes it, and drawn dotted in purple.")
 if analysis.classification_image is not None:
     with st.expander("The image model's input (prototype-style segmentation image)"):
         st.image(analysis.classification_image, width=420)

@@ -347,6 +347,35 @@ def test_leads_read_along_a_sliver_of_their_window_are_not_drawn_as_traces():
     assert (0.6, 1.6) in shaded and any(a.text == "not read" for a in fig.layout.annotations)
 
 
+def test_a_derived_limb_lead_is_drawn_dotted_and_named_never_as_read():
+    """A limb lead derived where it was not read (quality["derived"]) is not drawn as read: its samples count as not
+    read in the panel's title and shading, the shading is named with the derivation, and the values are a separate
+    dotted trace; the verdict's lines name it whether or not the reading is reliable."""
+    from ecgcore.app.plots import DERIVED, ecg_paper_figure
+    from ecgcore.app.report import verdict_lines
+    from ecgcore.constants import LEAD_INDEX
+    from ecgcore.read.physics import Reading
+    from ecgcore.signals import synthetic_record
+
+    signal = synthetic_record(3).signal[:1000].astype(np.float64)
+    derived = {"III": {"from": "II - I", "law": "einthoven", "seconds": 2.5, "samples": [[0, 250]]}}
+    windows = {name: [(0.0, 10.0)] for name in LEAD_INDEX}
+    fig = ecg_paper_figure(signal, 100, windows=windows, derived=derived)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "III" in titles and "derived: II - I" in titles and "not read" not in titles
+    dotted = [t for t in fig.data if t.line is not None and t.line.dash == "dot"]
+    assert len(dotted) == 1 and dotted[0].line.color == DERIVED and dotted[0].name.startswith("derived")
+    y = np.asarray(dotted[0].y, float)
+    assert np.isfinite(y[:250]).all() and np.isfinite(y).sum() == 251  # joined to the first read sample
+    read = next(t for t in fig.data if t.hovertemplate and t.hovertemplate.endswith("<extra>III</extra>"))
+    assert np.isnan(np.asarray(read.y, float)[:250]).all() and np.isfinite(np.asarray(read.y, float)[250:]).all()
+
+    for reliable in (True, False):
+        reading = Reading(reliable, None if not reliable else 17.0, 15.0, None,
+                          [] if reliable else ["III (derived from II - I) was not read"], ["III = II - I (2.5 s)"])
+        _, lines = verdict_lines(reading, "mi")
+        assert lines[-1] == "Not read on the photo, derived from the other limb leads: III = II - I (2.5 s)."
+
 def test_the_report_says_could_not_read_first_and_names_the_partly_read_lead():
     from matplotlib import pyplot as plt
 

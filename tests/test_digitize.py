@@ -159,7 +159,8 @@ def test_short_rows_on_a_wide_sheet_are_rows(synthetic):
 def test_a_six_row_page_missing_a_row_is_read_in_its_own_layout(synthetic):
     """A 6x2 page without pulses whose aVL/V5 row holds no trace (printed too faintly to find): five rows on a 25 mm
     pitch with one place empty are a six-row page, not a 3x4 with two rhythm strips; it is read as 6x2 with aVL and
-    V5 unread (Goldberger cannot be measured, so it is not reliable), every other lead right."""
+    V5 unread (Goldberger cannot be measured, so it is not reliable), every other lead right, and aVL derived from
+    aVR and aVF (V5 cannot be)."""
     from ecgcore.layouts import LayoutStyle, styled_layout
 
     paper = render(synthetic, styled_layout("6x2", style=LayoutStyle(pulse_place="none")), PaperOptions(px_per_mm=6.0))
@@ -172,9 +173,9 @@ def test_a_six_row_page_missing_a_row_is_read_in_its_own_layout(synthetic):
     dig = digitize(mask)
     assert dig.layout == "6x2", dig.quality["hypotheses"]
     snr = _snr(synthetic, dig)
-    assert np.isnan(snr[[LEAD_INDEX["aVL"], LEAD_INDEX["V5"]]]).all()
+    assert np.isnan(snr[LEAD_INDEX["V5"]]) and list(dig.quality["derived"]) == ["aVL"]
     assert np.nanmin(snr) > 15, np.round(snr, 1)
-    assert dig.quality["goldberger_db"] is None and not dig.quality["ok"]
+    assert dig.quality["goldberger_db"] is None and not dig.quality["ok"] and not dig.reading().reliable
 
 
 def test_a_3x4_page_with_two_rhythm_strips_is_read_as_3x4_ii(synthetic):
@@ -918,3 +919,41 @@ def test_pulses_at_the_rows_ends_do_not_bound_the_origin(synthetic):
     assert dig.layout == "12x1" and dig.quality["placement"] == "from the page", dig.quality["hypotheses"]
     assert np.nanmedian(_snr(synthetic, dig)) > 15
 
+
+
+@pytest.mark.parametrize("layout, gone", [("3x4+II", "III"), ("6x2", "aVF"), ("12x1", "II")])
+def test_a_limb_lead_the_photo_does_not_show_is_derived_and_named(synthetic, layout, gone, tmp_path):
+    """A page whose one limb lead's trace is not there (a finger over the row, a faint pen): where the law's two
+    other leads are read and keep it, the lead is derived from them as the electrocardiograph computes it, close to
+    the true one; the record's JSON, the lead's flags and the WFDB header say so. The reading is not reliable: the law
+    it came from can no longer check the reading (derived samples are never evidence)."""
+    import wfdb
+
+    from ecgcore.read.digitize import DERIVED_FLAG, LEADS_DERIVED_FLAG, write_wfdb
+    from ecgcore.read.physics import derivation_formula
+
+    paper = render(synthetic, layout, PaperOptions(px_per_mm=6.0))
+    mask = paper.mask.copy()
+    for i, box in enumerate(paper.leads):
+        if box.name == gone:
+            drawn = paper.curve_lead == i + 1
+            mask[drawn] = paper.grid[drawn]
+    dig = digitize(mask)
+    assert dig.layout == layout
+    entry = dig.quality["derived"][gone]
+    assert list(dig.quality["derived"]) == [gone] and entry["from"] == derivation_formula(gone)
+    assert DERIVED_FLAG in dig.quality["leads"][gone]["flags"] and LEADS_DERIVED_FLAG in dig.quality["flags"]
+    assert dig.quality["leads"][gone]["coverage"] == 0.0  # still not read
+    snr = _snr(synthetic, dig)
+    assert snr[LEAD_INDEX[gone]] > 15, np.round(snr, 1)
+    reading = dig.reading()
+    assert not reading.reliable and reading.to_json()[f"{entry['law']}_db"] is None
+    assert any(f"{gone} (derived from" in reason for reason in reading.reasons)
+    json.dumps(dig.to_json())
+    record = wfdb.rdheader(str(write_wfdb(dig, tmp_path, "page")))
+    assert any(c.startswith(f"{gone} derived from {entry['from']}") for c in record.comments)
+
+
+def test_a_page_read_whole_derives_nothing(synthetic):
+    dig = digitize(render(synthetic, "3x4+II", PaperOptions(px_per_mm=6.0)).mask)
+    assert "derived" not in dig.quality and "limb_leads_derived" not in dig.quality["flags"]

@@ -12,8 +12,11 @@ from ecgcore.read.physics import (
     UNMEASURED_SCORE_DB,
     assess_reading,
     consistency_score,
+    derivation_formula,
+    derive_unread_limb_leads,
     law_db,
     limb_consistency,
+    without_derived,
 )
 
 
@@ -127,3 +130,58 @@ def test_missing_limb_leads_are_not_reliable(synthetic):
     reading = assess_reading(signal, synthetic.fs)
     assert not reading.reliable and reading.einthoven_db is None
     assert any("not all read at the same time" in r for r in reading.reasons)
+
+
+def test_each_limb_lead_is_derived_from_the_other_two_of_its_law():
+    assert [derivation_formula(lead) for lead in ("I", "II", "III", "aVR", "aVL", "aVF")] == [
+        "II - III", "I + III", "II - I", "-aVL - aVF", "-aVR - aVF", "-aVR - aVL"]
+
+
+@pytest.mark.parametrize("lead", ["I", "II", "III", "aVR", "aVL", "aVF"])
+def test_a_limb_lead_not_read_is_derived_and_never_counts_as_evidence(synthetic, lead):
+    """A 3x4 reading whose one limb lead was not read where its law's two others were: the lead comes back as the
+    electrocardiograph computes it (within the read leads' noise), named with its samples; the law it came from is no
+    longer measured (derived samples are no evidence: they would keep it at MAX_DB), and the reading is not reliable
+    for that reason, named."""
+    fs = synthetic.fs
+    read = _as_3x4(_recorded(synthetic), fs)
+    read[:, LEAD_INDEX[lead]] = np.nan
+    filled, derived = derive_unread_limb_leads(read, fs)
+    j = LEAD_INDEX[lead]
+    column = slice(0, int(2.5 * fs)) if lead in ("I", "II", "III") else slice(int(2.5 * fs), int(5.0 * fs))
+    true = np.asarray(synthetic.signal, np.float64)[column, j]
+    assert np.isfinite(filled[column, j]).all() and np.isnan(np.delete(filled[:, j], np.r_[column])).all()
+    assert np.sqrt(np.mean((filled[column, j] - true) ** 2)) < 0.03  # two leads' 0.01 mV noise
+    assert list(derived) == [lead] and derived[lead]["samples"] == [[column.start, column.stop]]
+    assert derived[lead]["seconds"] == pytest.approx(2.5) and derived[lead]["from"] == derivation_formula(lead)
+    law = derived[lead]["law"]
+    assert law_db(filled, fs, law) is not None  # the derived samples alone would let the law be "measured" ...
+    quality = {"derived": derived}
+    assert np.array_equal(np.isnan(without_derived(filled, quality)), np.isnan(read))
+    reading = assess_reading(filled, fs, quality)  # ... and what the verdict measures instead
+    assert reading.to_json()[f"{law}_db"] is None and not reading.reliable
+    assert any(f"{lead} (derived from {derivation_formula(lead)}) was not read" in r for r in reading.reasons)
+    assert reading.derived == [f"{lead} = {derivation_formula(lead)} (2.5 s)"]
+
+
+def test_a_broken_law_or_a_lead_not_printed_gives_no_derived_lead(synthetic):
+    """Where the read samples break the law, a derived lead would be as wrong as its sources: none. Nor is a lead
+    derived that the page does not print, nor where two leads of the law are missing."""
+    fs = synthetic.fs
+    read = _recorded(synthetic)
+    read[: int(2.5 * fs), LEAD_INDEX["III"]] = np.nan
+    read[:, LEAD_INDEX["II"]] *= -1  # Einthoven broken where all three are read
+    assert derive_unread_limb_leads(read, fs)[1] == {}
+    read = _recorded(synthetic)
+    read[:, LEAD_INDEX["aVF"]] = np.nan
+    assert derive_unread_limb_leads(read, fs, shown={"I", "II", "III", "aVR", "aVL"})[1] == {}
+    read[:, LEAD_INDEX["aVL"]] = np.nan
+    assert derive_unread_limb_leads(read, fs)[1] == {}
+    # a law that holds where all three were read derives the stretch where one was not
+    read = _recorded(synthetic)
+    read[100:180, LEAD_INDEX["aVR"]] = np.nan
+    read[300:310, LEAD_INDEX["aVR"]] = np.nan  # 0.1 s, shorter than MIN_DERIVED_S: a gap it stays
+    filled, derived = derive_unread_limb_leads(read, fs)
+    assert derived["aVR"]["samples"] == [[100, 180]] and np.isfinite(np.delete(filled, np.s_[300:310], axis=0)).all()
+    assert np.isnan(filled[300:310, LEAD_INDEX["aVR"]]).all()
+    assert assess_reading(filled, fs, {"derived": derived}).reliable  # the law measured on the other 9.2 s

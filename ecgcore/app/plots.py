@@ -28,6 +28,7 @@ LABEL_COLORS = {"normal": "#2e9a4e", "non_mi_abnormality": "#d99a1e", "mi": "#c8
 NOT_READ_FILL = "rgba(110,110,110,0.16)"
 NOT_READ_TEXT = "#6b6b6b"
 PARTLY_READ_COLOR = "#a01010"
+DERIVED = "#7a3fb0"  # a limb lead's samples derived from the other two of its law (never read), drawn dotted
 _COMPACT = dict(margin=dict(l=10, r=10, t=30, b=10))
 PARTLY_READ_BELOW = 0.5  # a lead read along less of its window than this is titled "partly read (x%)"
 UNREAD_MIN_S = 0.1  # unread stretches at least this long are shaded; shorter ones are gaps in a line
@@ -189,6 +190,7 @@ def ecg_paper_figure(
     lead_names: Sequence[str] = LEAD_NAMES,
     title: str = "",
     windows: LeadWindows | None = None,
+    derived: dict[str, Any] | None = None,
 ) -> go.Figure:
     """The 12 leads on ECG paper: limb leads left, chest leads right; each panel spans the seconds its lead shows.
 
@@ -197,9 +199,17 @@ def ecg_paper_figure(
     line breaks wherever the lead was not read, unread stretches are shaded "not read", and a lead read along less
     than PARTLY_READ_BELOW of its window is titled so. ``reference`` (e.g. the source record) is drawn in blue
     behind it; ``attribution`` (12, n), aligned with ``signal``, shades the paper where the model looked.
+    ``derived`` (a reading's ``quality["derived"]``: lead -> {"from", "samples"}) names the samples of a limb lead
+    that were not read but derived from the other two of its law: they count as not read, shaded and named
+    "derived", and are drawn dotted in DERIVED.
     """
-    signal = np.asarray(signal, np.float64)
-    n = signal.shape[0]
+    filled = np.asarray(signal, np.float64)
+    n = filled.shape[0]
+    is_derived = np.zeros(filled.shape, bool)
+    for name, entry in (derived or {}).items():
+        for a, b in entry.get("samples", []):
+            is_derived[a:b, LEAD_NAMES.index(name)] = True
+    signal = np.where(is_derived, np.nan, filled)  # what was read
     t = np.arange(n) / float(fs)
     order = [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]  # row-major over a 6 x 2 grid
     fractions = read_fractions(signal, fs, windows)
@@ -212,13 +222,15 @@ def ecg_paper_figure(
         row, col = k // 2 + 1, k % 2 + 1
         y = signal[:, lead]
         shown = np.isfinite(y)
-        window = window_mask(shown, fs, (windows or {}).get(LEAD_NAMES[lead], ()))
+        mine = is_derived[:, lead]
+        window = window_mask(shown | mine, fs, (windows or {}).get(LEAD_NAMES[lead], ()))
         span = window_slice(window)
         if window.any():
             x_range = (float(t[span.start]) - 0.04, float(t[span.stop - 1]) + 0.04)
         else:
             x_range = (0.0, float(t[-1]) if n else 1.0)
-        lo, hi = (float(np.nanmin(y)), float(np.nanmax(y))) if shown.any() else (0.0, 0.0)
+        drawn = filled[:, lead]
+        lo, hi = (float(np.nanmin(drawn)), float(np.nanmax(drawn))) if np.isfinite(drawn).any() else (0.0, 0.0)
         if reference is not None:
             ref_fs = float(reference_fs or fs)
             ref = np.asarray(reference, np.float64)[:, lead]
@@ -246,13 +258,25 @@ def ecg_paper_figure(
                                  legendgroup="dig", connectgaps=False,
                                  hovertemplate="%{x:.2f} s, %{y:.2f} mV<extra>" + lead_names[lead] + "</extra>"),
                       row=row, col=col)
+        if mine.any():
+            # one sample either side joins the derived stretch to the read line
+            joined = mine | np.concatenate([mine[1:], [False]]) | np.concatenate([[False], mine[:-1]])
+            fig.add_trace(go.Scatter(x=t[span], y=np.where(joined, filled[:, lead], np.nan)[span], mode="lines",
+                                     line=dict(color=DERIVED, width=1.6, dash="dot"), connectgaps=False,
+                                     name="derived from the other limb leads", legendgroup="derived",
+                                     showlegend=not is_derived[:, order[:k]].any(),
+                                     hovertemplate="%{x:.2f} s, %{y:.2f} mV<extra>" + lead_names[lead]
+                                                   + " derived</extra>"),
+                          row=row, col=col)
         for a, b in unread_spans(shown, window, fs):
             fig.add_vrect(x0=a, x1=b, fillcolor=NOT_READ_FILL, line_width=0, layer="below", row=row, col=col,
                           exclude_empty_subplots=False)
             if b - a >= UNREAD_NAMED_S:
-                fig.add_annotation(x=(a + b) / 2, y=0.0, text="not read", showarrow=False,
-                                   font=dict(color=NOT_READ_TEXT, size=11), row=row, col=col,
-                                   exclude_empty_subplots=False)
+                inside = mine[int(round(a * fs)):int(round(b * fs)) + 1]
+                text = f"derived: {derived[LEAD_NAMES[lead]]['from']}" if inside.size and inside.mean() > 0.5 else "not read"
+                fig.add_annotation(x=(a + b) / 2, y=0.0, text=text, showarrow=False,
+                                   font=dict(color=DERIVED if text != "not read" else NOT_READ_TEXT, size=11),
+                                   row=row, col=col, exclude_empty_subplots=False)
         _paper_axes(fig, row, col, x_range, y_range)
     fig.update_layout(height=6 * 150 + 60, plot_bgcolor=PAPER_BG, paper_bgcolor="white", title=title or None,
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),

@@ -125,11 +125,14 @@ def verdict_lines(reading: Any, prediction: str) -> tuple[str, list[str]]:
     """The verdict in words, shared by the Classify page and the report: (headline, lines below it).
 
     An unreliable reading leads with "Could not read this ECG reliably" and its reasons, never with a class; a
-    reliable one leads with the model's output and says that the limb leads agree."""
+    reliable one leads with the model's output and says that the limb leads agree. Limb leads derived where they were
+    not read are named last, either way."""
+    derived = list(getattr(reading, "derived", None) or [])
+    also = [f"Not read on the photo, derived from the other limb leads: {', '.join(derived)}."] if derived else []
     if reading is None or not reading.reliable:
         reasons = list(getattr(reading, "reasons", None) or ["the reading was not checked"])
-        return UNRELIABLE_HEADLINE, [f"{reason[:1].upper()}{reason[1:]}" for reason in reasons]
-    return f"Model output: {LABEL_TITLES.get(prediction, prediction)}", [limb_leads_agree(reading)]
+        return UNRELIABLE_HEADLINE, [f"{reason[:1].upper()}{reason[1:]}" for reason in reasons] + also
+    return f"Model output: {LABEL_TITLES.get(prediction, prediction)}", [limb_leads_agree(reading)] + also
 
 
 def limb_leads_agree(reading: Any) -> str:

@@ -190,6 +190,10 @@ def analyze_photo(rgb: np.ndarray, layout: str = "auto", on_step: Callable[[str,
         if quality.get(key):
             notes.append(f"the first {quality[key]:g} s of {where} were left unread (blank in the record): marks printed "
                          "there, such as lead labels or a filter's hook, joined the trace and broke the limb-lead checks.")
+    for lead, entry in (quality.get("derived") or {}).items():
+        notes.append(f"{lead} was not read on the photo for {entry['seconds']:g} s; there it is derived from the other "
+                     f"limb leads ({lead} = {entry['from']}), as the electrocardiograph computes it, and drawn dotted. "
+                     "The limb-lead checks do not count the derived samples.")
     marks = quality.get("pace_marks_s") or []
     if marks:
         notes.append(f"{len(marks)} pacemaker spikes were found (drawn alike in every lead at "

@@ -36,6 +36,10 @@ The steps, each in paper millimetres once the grid is known:
    stay NaN; where a lead is shown twice (II in 3x4+II) the readings are averaged, and how well the two agree is
    reported (``quality["repeats_r"]``). 6x2 and 3x4+3 put pulses and rows at the same places: the page is read as
    3x4+3 when its three repeated leads (V1, II, V5) agree.
+9. Physics (:mod:`ecgcore.read.physics`): both limb-lead laws measured on what was read; then, where a law holds
+   (or cannot be measured) and one of its leads is not read while the two others are, that lead is derived from
+   them (III = II - I, aVF = -aVR - aVL, ...), as the electrocardiograph computes it, and named in
+   ``quality["derived"]`` and in the lead's flags; the laws and the verdict never count derived samples.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ from ecgcore.read.physics import (
     RELIABLE_MIN_DB,
     UNMEASURED_SCORE_DB,
     consistency_score,
+    derive_unread_limb_leads,
     limb_consistency,
 )
 from ecgcore.read.placement import (
@@ -153,6 +158,8 @@ MIN_SIDE_PX = 64
 # A row read across the page is bridged over gaps in its ink up to this long; a longer one stays unread: the blank
 # paper a printer leaves between columns (1.5 mm and more) must show in the placement's cell costs
 STRIP_MAX_GAP_MM = 1.0
+DERIVED_FLAG = "derived"  # a lead's flag: some of its samples are derived from the other two of its limb-lead law
+LEADS_DERIVED_FLAG = "limb_leads_derived"  # the reading's flag: some lead is
 PULSE_SEARCH_MM = 10.0  # a page placed from its rows looks for pulses this far before and after each row's trace
 PULSE_TOP_MIN_MM = 1.5  # a pulse's top is flat for at least this long (0.06 s at 25 mm/s)
 PULSE_BASE_MM = 1.5  # a pulse starts from its row's 0 mV line: its lower level is this close to the row's trace level
@@ -331,12 +338,24 @@ def _as_limb_page(dig: DigitizedEcg, paper: PaperInk, fit: GridFit, offset: tupl
 
 def _checked(dig: DigitizedEcg) -> DigitizedEcg:
     """The limb-lead physics of the reading, in its quality report (see ecgcore.read.physics): a reading that breaks a
-    law, or whose limb leads cannot be checked, is flagged and not ok."""
+    law, or whose limb leads cannot be checked, is flagged and not ok. Then a limb lead not read where the two others
+    of a law that holds are is derived from them (ecgcore.read.physics.derive_unread_limb_leads), named in
+    ``quality["derived"]``, in the lead's flags (DERIVED_FLAG) and in the reading's flags (LEADS_DERIVED_FLAG)."""
     laws = limb_consistency(dig.signal, dig.fs)
     dig.quality.update(laws)
     if any(db is None or db < RELIABLE_MIN_DB for db in laws.values()):
         dig.quality["flags"] = [*dig.quality.get("flags", []), "limb_leads_inconsistent"]
         dig.quality["ok"] = False
+    leads = dig.quality.get("leads") or {}
+    shown = {name for name, entry in leads.items() if entry.get("shown", True)} if leads else None
+    signal, derived = derive_unread_limb_leads(dig.signal, dig.fs, shown, laws)
+    if derived:
+        dig.signal = signal
+        dig.quality["derived"] = derived
+        dig.quality["flags"] = [*dig.quality.get("flags", []), LEADS_DERIVED_FLAG]
+        for name in derived:
+            if name in leads:
+                leads[name]["flags"] = [*leads[name].get("flags", []), DERIVED_FLAG]
     return dig
 
 
@@ -957,7 +976,9 @@ def write_wfdb(dig: DigitizedEcg, out_dir: str | Path, stem: str) -> Path:
             fmt=["16"] * len(LEAD_NAMES),
             adc_gain=[1000.0] * len(LEAD_NAMES),
             baseline=[0] * len(LEAD_NAMES),
-            comments=[f"digitised by ECG Lab; layout {dig.layout}; px_per_mm {dig.px_per_mm:.3f}"],
+            comments=[f"digitised by ECG Lab; layout {dig.layout}; px_per_mm {dig.px_per_mm:.3f}"]
+            + [f"{lead} derived from {entry['from']} over {entry['seconds']:g} s (not read on the image)"
+               for lead, entry in (dig.quality.get("derived") or {}).items()],
             write_dir=tmp,
         )
         for ext in (".dat", ".hea"):  # header last: a record whose header exists is complete
