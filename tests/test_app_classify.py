@@ -362,7 +362,7 @@ def test_a_derived_limb_lead_is_drawn_dotted_and_named_never_as_read():
     windows = {name: [(0.0, 10.0)] for name in LEAD_INDEX}
     fig = ecg_paper_figure(signal, 100, windows=windows, derived=derived)
     titles = [a.text for a in fig.layout.annotations]
-    assert "III" in titles and "derived: II - I" in titles and "not read" not in titles
+    assert "III, derived" in titles and "derived: II - I" in titles and "not read" not in titles
     dotted = [t for t in fig.data if t.line is not None and t.line.dash == "dot"]
     assert len(dotted) == 1 and dotted[0].line.color == DERIVED and dotted[0].name.startswith("derived")
     y = np.asarray(dotted[0].y, float)

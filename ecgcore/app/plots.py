@@ -213,7 +213,8 @@ def ecg_paper_figure(
     t = np.arange(n) / float(fs)
     order = [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]  # row-major over a 6 x 2 grid
     fractions = read_fractions(signal, fs, windows)
-    titles = [lead_title(lead_names[i], fractions[LEAD_NAMES[i]]) for i in order]
+    titles = [lead_title(lead_names[i], fractions[LEAD_NAMES[i]]) + (", derived" if is_derived[:, i].any() else "")
+              for i in order]
     fig = make_subplots(rows=6, cols=2, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.045)
     for annotation, lead in zip(fig.layout.annotations, order):
         if fractions[LEAD_NAMES[lead]] < PARTLY_READ_BELOW:
@@ -274,7 +275,9 @@ def ecg_paper_figure(
             if b - a >= UNREAD_NAMED_S:
                 inside = mine[int(round(a * fs)):int(round(b * fs)) + 1]
                 text = f"derived: {derived[LEAD_NAMES[lead]]['from']}" if inside.size and inside.mean() > 0.5 else "not read"
-                fig.add_annotation(x=(a + b) / 2, y=0.0, text=text, showarrow=False,
+                at = 0.0 if text == "not read" else y_range[1] - 0.1 * (y_range[1] - y_range[0])  # above the trace
+                fig.add_annotation(x=(a + b) / 2, y=at, text=text, showarrow=False,
+                                   yanchor="middle" if text == "not read" else "top",
                                    font=dict(color=DERIVED if text != "not read" else NOT_READ_TEXT, size=11),
                                    row=row, col=col, exclude_empty_subplots=False)
         _paper_axes(fig, row, col, x_range, y_range)

@@ -78,12 +78,18 @@ def derivation(lead: str) -> tuple[str, tuple[tuple[str, float], ...]]:
 
 def derivation_formula(lead: str) -> str:
     """The derivation in words a clinician reads: "II - I" for III, "-aVL - aVF" for aVR."""
-    text = ""
+    parts: list[str] = []
     for other, factor in sorted(derivation(lead)[1], key=lambda term: -term[1]):  # added terms first
         size = "" if abs(abs(factor) - 1.0) < 1e-9 else f"{abs(factor):g} "
         sign = "-" if factor < 0 else "+"
-        text += (("-" if sign == "-" else "") if not text else f" {sign} ") + size + other
-    return text
+        parts.append(f"{sign if sign == '-' else ''}{size}{other}" if not parts else f"{sign} {size}{other}")
+    return " ".join(parts)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The stretches [first, end) where a boolean mask is true."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None = None,
@@ -109,8 +115,7 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
             sources = derivation(lead)[1]
             x = np.asarray(signal, np.float64)[:, [LEAD_INDEX[other] for other, _ in sources]]
             where = ~np.isfinite(signal[:, LEAD_INDEX[lead]]) & np.isfinite(x).all(axis=1)
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], where.astype(np.int8), [0]])))
-            for a, b in zip(edges[::2], edges[1::2]):
+            for a, b in _runs(where):
                 if b - a < MIN_DERIVED_S * fs:
                     where[a:b] = False
             if not where.any():
@@ -123,9 +128,8 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
             if shared.sum() >= MIN_SHARED_S * fs:
                 value = value + float(np.median(own[shared] - value[shared]))
             out[where, LEAD_INDEX[lead]] = value[where]
-            edges = np.flatnonzero(np.diff(np.concatenate([[0], where.astype(np.int8), [0]])))
             derived[lead] = {"from": derivation_formula(lead), "law": law, "seconds": round(float(where.sum()) / fs, 3),
-                             "samples": [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]}
+                             "samples": [[a, b] for a, b in _runs(where)]}
     return out, derived
 
 
