@@ -282,8 +282,9 @@ def ecg_paper_figure(
                                    row=row, col=col, exclude_empty_subplots=False)
         _paper_axes(fig, row, col, x_range, y_range)
     fig.update_layout(height=6 * 150 + 60, plot_bgcolor=PAPER_BG, paper_bgcolor="white", title=title or None,
-                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"),
-                      margin=dict(l=10, r=10, t=70 if title else 40, b=10))
+                      # the legend above the top row's lead titles (it sat on V1's)
+                      legend=dict(orientation="h", y=1.025, yanchor="bottom", x=1, xanchor="right"),
+                      margin=dict(l=10, r=10, t=90 if title else 60, b=10))
     fig.update_annotations(font_size=12)
     return fig
 
