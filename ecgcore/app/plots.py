@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ecgcore.constants import CLASS_NAMES, LABELS, LEAD_NAMES
+from ecgcore.read.physics import derived_mask
 from ecgcore.synth.params import PARAMS, Dist, pdf
 
 PAPER_BG = "#fff7f5"
@@ -205,10 +206,7 @@ def ecg_paper_figure(
     """
     filled = np.asarray(signal, np.float64)
     n = filled.shape[0]
-    is_derived = np.zeros(filled.shape, bool)
-    for name, entry in (derived or {}).items():
-        for a, b in entry.get("samples", []):
-            is_derived[a:b, LEAD_NAMES.index(name)] = True
+    is_derived = derived_mask(n, derived)
     signal = np.where(is_derived, np.nan, filled)  # what was read
     t = np.arange(n) / float(fs)
     order = [0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11]  # row-major over a 6 x 2 grid

@@ -104,6 +104,7 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
     wrong as its sources. ``shown``, when given, names the leads the page prints (a lead the page does not print is
     not derived). The derived samples never count as evidence for the law (:func:`without_derived`)."""
     out = np.array(signal, dtype=np.float32, copy=True)
+    full = np.asarray(signal, np.float64)
     derived: dict[str, Any] = {}
     for law, terms in LIMB_LAWS.items():
         db = laws.get(f"{law}_db") if laws is not None else law_db(signal, fs, law)
@@ -113,8 +114,9 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
             if shown is not None and lead not in shown:
                 continue
             sources = derivation(lead)[1]
-            x = np.asarray(signal, np.float64)[:, [LEAD_INDEX[other] for other, _ in sources]]
-            where = ~np.isfinite(signal[:, LEAD_INDEX[lead]]) & np.isfinite(x).all(axis=1)
+            x = full[:, [LEAD_INDEX[other] for other, _ in sources]]
+            own = full[:, LEAD_INDEX[lead]]
+            where = ~np.isfinite(own) & np.isfinite(x).all(axis=1)
             for a, b in _runs(where):
                 if b - a < MIN_DERIVED_S * fs:
                     where[a:b] = False
@@ -123,7 +125,6 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
             value = x @ np.array([factor for _, factor in sources])
             # Each lead's 0 mV line is its own row's: where the lead was read beside the others, their difference
             # there moves the derived values onto the lead's line
-            own = np.asarray(signal, np.float64)[:, LEAD_INDEX[lead]]
             shared = np.isfinite(own) & np.isfinite(value)
             if shared.sum() >= MIN_SHARED_S * fs:
                 value = value + float(np.median(own[shared] - value[shared]))
@@ -133,17 +134,22 @@ def derive_unread_limb_leads(signal: np.ndarray, fs: int, shown: set[str] | None
     return out, derived
 
 
+def derived_mask(n_samples: int, derived: dict[str, Any] | None) -> np.ndarray:
+    """(n_samples, 12) bool: the samples a reading derived (its quality["derived"], :func:`derive_unread_limb_leads`)."""
+    mask = np.zeros((n_samples, len(LEAD_INDEX)), bool)
+    for lead, entry in (derived or {}).items():
+        for a, b in entry["samples"]:
+            mask[a:b, LEAD_INDEX[lead]] = True
+    return mask
+
+
 def without_derived(signal: np.ndarray, quality: dict[str, Any] | None) -> np.ndarray:
-    """``signal`` with the samples the digitiser derived (quality["derived"], :func:`derive_unread_limb_leads`) blank
-    again: what was read, the only evidence the laws may be measured on."""
-    derived = (quality or {}).get("derived") or {}
+    """``signal`` with the samples the digitiser derived (quality["derived"]) blank again: what was read, the only
+    evidence the laws may be measured on."""
+    derived = (quality or {}).get("derived")
     if not derived:
         return signal
-    out = np.array(signal, copy=True)
-    for lead, entry in derived.items():
-        for a, b in entry["samples"]:
-            out[a:b, LEAD_INDEX[lead]] = np.nan
-    return out
+    return np.where(derived_mask(len(signal), derived), np.nan, signal)
 
 
 def limb_consistency(signal: np.ndarray, fs: int) -> dict[str, float | None]:
